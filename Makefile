@@ -1,0 +1,43 @@
+# licbench: `make benchmark` and `make test` work on a fresh machine (they install first).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DATA   ?= ../shared/datasets
+
+.PHONY: install openjpeg benchmark test kodak speed clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[test]'
+	$(MAKE) --no-print-directory openjpeg
+	touch $(STAMP)
+
+# glymur needs a system OpenJPEG (>= 2.4); Debian's libopenjp2-7 when we can install it.
+openjpeg:
+	@$(PY) -c "import glymur, sys; sys.exit(glymur.version.openjpeg_version_tuple[:2] < (2, 4))" 2>/dev/null \
+	|| { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	       apt-get install -y -q libopenjp2-7 >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q libopenjp2-7 >/dev/null; }; \
+	     else echo "NOTE: JPEG 2000 needs OpenJPEG: sudo apt-get install libopenjp2-7 (or a glymurrc file)"; fi; }
+
+# The main job on the embedded default data (scikit-image's photos), with the committed zoo.
+benchmark: install
+	$(VENV)/bin/licbench benchmark logger=none
+	@echo "Tables and plots: outputs/benchmark/samples/ (summary.md, rd.csv, per_image.csv, rd_psnr.png, rd_msssim.png)"
+
+test: install
+	LICBENCH_DATASETS=$(DATA) $(PY) -m pytest -q
+
+# The committed Kodak results (results/kodak/), regenerated from the committed zoo.
+kodak: install
+	$(VENV)/bin/licbench benchmark data=kodak data.root=$(DATA)/kodak codecs=[jpeg,jpeg2000,webp,balle2017] out_dir=results/kodak logger=none
+
+# Speed ratios against compressai and a bare PyTorch loop (figures, not a test).
+speed: install
+	$(PY) -m licbench.speed --image $(DATA)/kodak/kodim01.png --checkpoint $$(ls results/zoo/balle2017/*.ckpt | head -1)
+
+clean:
+	rm -rf outputs wandb .pytest_cache

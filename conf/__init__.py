@@ -1,0 +1,1 @@
+"""Hydra configuration tree (a package so that installed copies can find it)."""

@@ -1,0 +1,1 @@
+"""Datamodules: evaluation image sets (kodak, folder, samples, synthetic) and training crops (patches)."""

@@ -1,0 +1,107 @@
+"""The ``licbench benchmark`` stage: every codec × rate point × image → one row each.
+
+Rows carry real bytes: ``bpp = 8 · len(bytes) / (H · W)``. Outputs in ``out_dir``:
+``per_image.csv``, ``rd.csv`` (means over images per codec and rate point),
+``<codec>.json`` (CompressAI's results schema), ``rd_psnr.png``, ``rd_msssim.png``,
+``summary.md`` and ``command.txt``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from licbench import metrics, report, tracking
+from licbench.codec import Codec
+from licbench.training import git_revision
+from licbench.zoo import configured_codecs, rate_points
+
+COLUMNS = ["codec", "rate", "image", "height", "width", "bytes", "bpp", "psnr", "ms_ssim", "enc_s", "dec_s",
+           "bpp_estimate"]
+RD_COLUMNS = ["bpp", "psnr", "ms_ssim", "enc_s", "dec_s", "bpp_estimate"]
+
+
+def measure(label: str, codec: Codec, name: str, x: torch.Tensor) -> dict:
+    """Encode and decode one image; the row of the per-image table. ``bpp_estimate`` is the
+    learned codecs' own entropy estimate (NaN for baselines), kept to check the coder — the
+    ``bpp`` column always comes from the bytes."""
+    start = time.perf_counter()
+    data = codec.encode(x)
+    encoded = time.perf_counter()
+    x_hat = codec.decode(data)
+    decoded = time.perf_counter()
+    height, width = x.shape[1:]
+    if x_hat.shape != x.shape:
+        raise RuntimeError(f"{codec.name} decoded {list(x_hat.shape)} for an image of {list(x.shape)}")
+    return {"codec": label, "rate": codec.rate, "image": name, "height": height, "width": width,
+            "bytes": len(data), "bpp": metrics.bpp(len(data), height, width), "psnr": metrics.psnr(x, x_hat),
+            "ms_ssim": metrics.ms_ssim(x, x_hat), "enc_s": encoded - start, "dec_s": decoded - encoded,
+            "bpp_estimate": metrics.bpp(codec.estimate_bits(x) / 8, height, width) if hasattr(codec, "estimate_bits")
+            else math.nan}
+
+
+def run_codecs(codecs: dict[str, list[Codec]], images: list[tuple[str, torch.Tensor, str]]) -> pd.DataFrame:
+    """Rows for every rate point of every codec (keyed by its config name) on every image."""
+    total = sum(len(points) for points in codecs.values()) * len(images)
+    rows = []
+    with tqdm(total=total, desc="benchmark", unit="img") as progress, torch.inference_mode():
+        for label, points in codecs.items():
+            for codec in points:
+                progress.set_postfix_str(f"{label} @ {codec.rate}")
+                for name, x, _ in images:
+                    rows.append(measure(label, codec, name, x))
+                    progress.update()
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def aggregate(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Dataset figures: arithmetic means of the per-image values (CompressAI's convention)."""
+    grouped = per_image.groupby(["codec", "rate"], sort=False)
+    rd = grouped[RD_COLUMNS].mean().reset_index()
+    rd.insert(2, "images", grouped.size().values)
+    return rd.sort_values(["codec", "bpp"], kind="stable").reset_index(drop=True)
+
+
+def compressai_json(rd: pd.DataFrame, codec: str, description: str) -> dict:
+    curve = rd[rd.codec == codec].sort_values("bpp")
+    return {"name": codec, "description": description,
+            "results": {"bpp": curve.bpp.tolist(), "psnr-rgb": curve.psnr.tolist(), "ms-ssim-rgb": curve.ms_ssim.tolist(),
+                        "encoding_time": curve.enc_s.tolist(), "decoding_time": curve.dec_s.tolist()}}
+
+
+def write_outputs(per_image: pd.DataFrame, out_dir: Path, dataset: str, command: str, notes: list[str]) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rd = aggregate(per_image)
+    per_image.to_csv(out_dir / "per_image.csv", index=False)
+    rd.to_csv(out_dir / "rd.csv", index=False)
+    for codec in rd.codec.unique():
+        description = f"licbench {codec} on {dataset}; {command}"
+        (out_dir / f"{codec}.json").write_text(json.dumps(compressai_json(rd, codec, description), indent=2))
+    plots = {"rd_psnr": report.plot_rd(rd, "psnr", out_dir / "rd_psnr.png", dataset),
+             "rd_msssim": report.plot_rd(rd, "ms_ssim", out_dir / "rd_msssim.png", dataset)}
+    (out_dir / "command.txt").write_text(f"{command}\n# git {git_revision()}\n")
+    (out_dir / "summary.md").write_text(report.summary(rd, dataset, command, git_revision(), notes))
+    return plots
+
+
+def run_benchmark(cfg: DictConfig) -> Path:
+    out_dir = Path(cfg.out_dir)
+    command = " ".join(["licbench benchmark", *HydraConfig.get().overrides.task])
+    data = instantiate(cfg.data)
+    with tracking.run(cfg.logger, cfg, job_type="benchmark") as wb:
+        images = list(data.images())
+        notes = sorted({f"{name}: {note}" for name, _, note in images if note})
+        codecs = {name: rate_points(name, codec_cfg) for name, codec_cfg in configured_codecs(cfg).items()}
+        per_image = run_codecs(codecs, images)
+        plots = write_outputs(per_image, out_dir, data.name, command, notes)
+        tracking.log_tables(wb, {"per_image": per_image, "rd": aggregate(per_image)}, plots)
+    print(f"benchmark results in {out_dir.resolve()}: summary.md, rd.csv, per_image.csv, rd_psnr.png, rd_msssim.png")
+    return out_dir

@@ -1,0 +1,66 @@
+"""``licbench train | benchmark | report | encode | decode``: Hydra mains over conf/.
+
+Each subcommand is a Hydra app whose primary config is ``conf/<command>.yaml``; everything
+after the subcommand is Hydra overrides (``key=value``, ``-m`` for multirun). Bad input
+ends in a one-line error and exit status 1.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from licbench.codec import CodecError
+
+CONF_DIR = str(Path(importlib.util.find_spec("licbench.conf").submodule_search_locations[0]).resolve())
+USAGE = "usage: licbench {train,benchmark,encode,decode} [key=value ...]   (Hydra overrides; -m for multirun)"
+
+
+def _train(cfg: DictConfig):
+    from licbench.training import train
+
+    return train(cfg)
+
+
+def _benchmark(cfg: DictConfig):
+    from licbench.benchmark import run_benchmark
+
+    return run_benchmark(cfg)
+
+
+def _encode(cfg: DictConfig):
+    from licbench.coding import encode_file
+
+    return encode_file(cfg)
+
+
+def _decode(cfg: DictConfig):
+    from licbench.coding import decode_file
+
+    return decode_file(cfg)
+
+
+COMMANDS = {"train": _train, "benchmark": _benchmark, "encode": _encode, "decode": _decode}
+
+
+def _guarded(task):
+    def run(cfg: DictConfig):
+        try:
+            return task(cfg)
+        except (CodecError, FileNotFoundError, IsADirectoryError, PermissionError) as err:
+            print(f"licbench: error: {err}", file=sys.stderr)
+            sys.exit(1)
+
+    return run
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        print(USAGE, file=sys.stderr)
+        sys.exit(2)
+    command = sys.argv.pop(1)
+    sys.argv[0] = f"licbench {command}"
+    hydra.main(config_path=CONF_DIR, config_name=command, version_base="1.3")(_guarded(COMMANDS[command]))()

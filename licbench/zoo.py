@@ -1,0 +1,68 @@
+"""Codec instances from config: a baseline's grid of rate points, or a learned method's
+checkpoints (``checkpoints:`` a glob or a list of paths; each checkpoint is one rate point,
+and a model that offers several — e.g. iterations of an RNN — lists them in ``rate_points()``).
+"""
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from licbench.checkpoint import load_checkpoint, read_checkpoint
+from licbench.codec import Codec, CodecError
+
+
+def checkpoint_paths(spec) -> list[Path]:
+    patterns = list(spec) if isinstance(spec, (list, ListConfig)) else [spec]
+    return sorted({Path(p) for pattern in patterns for p in glob.glob(str(Path(str(pattern)).expanduser()), recursive=True)})
+
+
+def rate_points(name: str, cfg: DictConfig) -> list[Codec]:
+    """Every rate point of one configured codec, in ascending rate order for baselines."""
+    if "checkpoints" in cfg:
+        paths = checkpoint_paths(cfg.checkpoints)
+        if not paths:
+            raise CodecError(f"codec {name}: no checkpoints match {OmegaConf.to_container(cfg, resolve=True)['checkpoints']}; "
+                             f"train one with `licbench train model={name} ckpt_path=...` or set codecs.{name}.checkpoints")
+        codecs = []
+        for path in paths:
+            model = load_checkpoint(path)
+            codecs += model.rate_points() if hasattr(model, "rate_points") else [model]
+        return codecs
+    return [build(cfg, rate) for rate in cfg.grid]
+
+
+def build(cfg: DictConfig, rate=None) -> Codec:
+    """One baseline codec at ``rate`` (default: the config's ``rate``)."""
+    params = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in ("grid", "rate")}
+    return instantiate(params, rate=cfg.rate if rate is None else rate)
+
+
+def find_weights(model_id: str, search: list[str]) -> Path:
+    """The checkpoint whose model id is ``model_id`` among the checkpoints matching ``search``."""
+    for path in checkpoint_paths(search):
+        if read_checkpoint(path)["meta"].get("model_id") == model_id:
+            return path
+    raise CodecError(f"no checkpoint with model id {model_id!r} under {list(search)}; pass weights=PATH")
+
+
+def codec_config(name: str, root: DictConfig) -> DictConfig:
+    """``conf/codec/<name>.yaml`` (from Hydra's search path), with ``root.codec_overrides[name]``
+    applied and interpolations resolved against the job's config (``${paths.zoo_dir}``, ...)."""
+    from hydra import compose
+    from hydra.errors import MissingConfigException
+
+    try:
+        node = compose(overrides=[f"+codec={name}"]).codec
+    except MissingConfigException:
+        raise CodecError(f"unknown codec {name!r}: no conf/codec/{name}.yaml on the config search path") from None
+    merged = root.copy()
+    OmegaConf.set_struct(merged, False)
+    merged.codec = OmegaConf.merge(node, root.get("codec_overrides", {}).get(name) or {})
+    return OmegaConf.create(OmegaConf.to_container(merged.codec, resolve=True))
+
+
+def configured_codecs(root: DictConfig) -> dict[str, DictConfig]:
+    return {name: codec_config(name, root) for name in root.codecs}

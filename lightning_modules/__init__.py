@@ -1,0 +1,1 @@
+"""Learned compression methods, one file each, on the shared base in ``base.py``."""

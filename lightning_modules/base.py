@@ -1,0 +1,189 @@
+"""Shared base of every learned codec: RD training in Lightning and the codec contract.
+
+- Loss (Ballé et al. 2017, eq. 2 in CompressAI's convention): ``λ · 255² · MSE + bpp``,
+  the rate being ``Σ −log₂ p(ŷ) / (B·H·W)`` over the model's likelihoods.
+- Two optimizers (manual optimization): the network, and the auxiliary one that fits the
+  entropy bottlenecks' quantiles (CompressAI's ``aux_loss``).
+- A budget-aware learning rate: linear warm-up, then cosine decay to ``lr · lr_min_ratio``
+  over the training budget — the larger of ``step / max_steps`` and ``elapsed / max_time``
+  — so a run cut by ``trainer.max_time`` still ends at a low learning rate.
+- ``encode``/``decode``: replicate padding to the model's stride, the subclass's
+  ``compress``/``decompress`` to sections of the licbench container, crop after decoding.
+  The container's model id is a hash of the weights, so a stream never decodes silently
+  with other weights.
+
+A method subclasses :class:`LearnedCodec` and implements ``forward(x)`` -> ``{"x_hat",
+"likelihoods": {name: tensor}}`` (noisy in training), ``compress(x)`` -> container sections
+for a padded batch of one, and ``decompress(sections, height, width)`` -> the padded
+reconstruction ``[1, 3, height, width]``.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from compressai.models import CompressionModel
+from pytorch_lightning.callbacks import Timer
+
+from licbench.bitstream import Container
+from licbench.codec import CodecError, check_image
+from licbench.metrics import psnr
+
+
+def zero_padded(section: bytes, symbols: int) -> bytes:
+    """A rANS section with trailing zero words for the decoder to read into.
+
+    CompressAI's rANS decoder reads 32-bit words with no bounds check; a hostile or
+    truncated section would make it read past the buffer. Appending zeros — which a valid
+    stream never reaches — bounds every read: each symbol takes at most one renormalisation
+    word, bypass-coded values end on zero nibbles, and garbage consumes at most its own length.
+    """
+    return bytes(section) + bytes(8 * (len(section) + symbols) + 64)
+
+
+class LearnedCodec(pl.LightningModule, CompressionModel):
+    name = "learned"
+    stride = 1  # total downsampling of the analysis transform: inputs are padded to a multiple
+
+    def __init__(self, lmbda: float = 0.013, lr: float = 1e-4, aux_lr: float = 1e-3, lr_min_ratio: float = 1.0,
+                 warmup_steps: int = 0, clip_grad_norm: float = 1.0):
+        super().__init__()
+        self.save_hyperparameters()  # collects the subclass's __init__ arguments too
+        self.automatic_optimization = False
+        self._model_id: str | None = None
+
+    # --- training -----------------------------------------------------------------------
+    @property
+    def rate(self) -> float:
+        return self.hparams.lmbda
+
+    def rd_loss(self, x: torch.Tensor, out: dict) -> dict:
+        num_pixels = x.shape[0] * x.shape[2] * x.shape[3]
+        bpp = sum(-torch.log2(p).sum() for p in out["likelihoods"].values()) / num_pixels
+        mse = F.mse_loss(out["x_hat"], x)
+        return {"loss": self.hparams.lmbda * 255**2 * mse + bpp, "bpp": bpp, "mse": mse}
+
+    def configure_optimizers(self):
+        main = [p for n, p in self.named_parameters() if not n.endswith(".quantiles")]
+        aux = [p for n, p in self.named_parameters() if n.endswith(".quantiles")]
+        optimizers = [torch.optim.Adam(main, lr=self.hparams.lr)]
+        if aux:
+            optimizers.append(torch.optim.Adam(aux, lr=self.hparams.aux_lr))
+        return optimizers
+
+    def training_step(self, batch, batch_idx):
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        self._set_learning_rate(optimizers[0])
+        terms = self.rd_loss(batch, self(batch))
+        optimizers[0].zero_grad()
+        self.manual_backward(terms["loss"])
+        if self.hparams.clip_grad_norm:
+            self.clip_gradients(optimizers[0], gradient_clip_val=self.hparams.clip_grad_norm, gradient_clip_algorithm="norm")
+        optimizers[0].step()
+        if len(optimizers) > 1:
+            aux_loss = self.aux_loss()
+            optimizers[1].zero_grad()
+            self.manual_backward(aux_loss)
+            optimizers[1].optimizer.step()  # the raw optimizer: global_step counts network steps only
+            self.log("train/aux_loss", aux_loss, prog_bar=False)
+        self.log_dict({f"train/{k}": v for k, v in terms.items()}, prog_bar=True)
+        self._model_id = None
+        return terms["loss"]
+
+    def training_progress(self) -> float:
+        """Fraction of the training budget used: max of steps/max_steps and elapsed/max_time."""
+        trainer, progress = self.trainer, 0.0
+        if trainer.max_steps and trainer.max_steps > 0:
+            progress = trainer.global_step / trainer.max_steps
+        for timer in (c for c in trainer.callbacks if isinstance(c, Timer)):
+            elapsed, remaining = timer.time_elapsed("train"), timer.time_remaining("train")
+            if remaining is not None and elapsed + remaining > 0:
+                progress = max(progress, elapsed / (elapsed + remaining))
+        return min(progress, 1.0)
+
+    def _set_learning_rate(self, optimizer) -> None:
+        hp, step = self.hparams, self.trainer.global_step
+        if hp.warmup_steps and step < hp.warmup_steps:
+            scale = (step + 1) / hp.warmup_steps
+        else:
+            scale = hp.lr_min_ratio + (1 - hp.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * self.training_progress()))
+        for group in optimizer.param_groups:
+            group["lr"] = hp.lr * scale
+        self.log("train/lr", hp.lr * scale)
+
+    def validation_step(self, batch, batch_idx):
+        out = self(batch)
+        terms = self.rd_loss(batch, out)
+        x_hat = out["x_hat"].clamp(0, 1)
+        mean_psnr = sum(psnr(a, b) for a, b in zip(batch, x_hat)) / len(batch)
+        self.log_dict({"val/loss": terms["loss"], "val/bpp_estimate": terms["bpp"], "val/psnr": mean_psnr},
+                      prog_bar=True, batch_size=len(batch))
+
+    def on_train_end(self) -> None:
+        self.update(force=True)
+
+    # --- the codec contract -------------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        """A short hash of the weights (entropy tables included); stored in every stream."""
+        if self._model_id is None:
+            digest = hashlib.sha256()
+            for key, tensor in sorted(self.state_dict().items()):
+                digest.update(key.encode())
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            self._model_id = f"{self.name}-{digest.hexdigest()[:16]}"
+        return self._model_id
+
+    def on_load_checkpoint(self, checkpoint) -> None:
+        self._model_id = None
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> bytes:
+        x = check_image(x).to(self.device)
+        height, width = x.shape[1:]
+        padded = F.pad(x[None], self._padding(height, width), mode="replicate")
+        was_training = self.training
+        self.eval()
+        try:
+            sections = self.compress(padded)
+        finally:
+            self.train(was_training)
+        return Container(self.name, height, width, sections, self.model_id).to_bytes()
+
+    @torch.no_grad()
+    def estimate_bits(self, x: torch.Tensor) -> float:
+        """The entropy model's estimate of the payload size in bits (test-time quantization)."""
+        x = check_image(x).to(self.device)
+        padded = F.pad(x[None], self._padding(*x.shape[1:]), mode="replicate")
+        was_training = self.training
+        self.eval()
+        try:
+            likelihoods = self(padded)["likelihoods"].values()
+        finally:
+            self.train(was_training)
+        return sum(-torch.log2(p).sum().item() for p in likelihoods)
+
+    @torch.no_grad()
+    def decode(self, data: bytes) -> torch.Tensor:
+        container = Container.from_bytes(data)
+        if container.codec != self.name:
+            raise CodecError(f"stream is for codec {container.codec!r}, not {self.name!r}")
+        if container.model_id != self.model_id:
+            raise CodecError(f"stream was made by model {container.model_id!r}; these weights are {self.model_id!r}")
+        height, width = container.height, container.width
+        pad = self._padding(height, width)
+        was_training = self.training
+        self.eval()
+        try:
+            x_hat = self.decompress(container.sections, height + pad[3], width + pad[1])
+        finally:
+            self.train(was_training)
+        return x_hat[0, :, :height, :width].clamp(0, 1).cpu()
+
+    def _padding(self, height: int, width: int) -> tuple[int, int, int, int]:
+        s = self.stride
+        return (0, -width % s, 0, -height % s)
