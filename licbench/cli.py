@@ -12,6 +12,7 @@ from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
 
 from licbench.codec import CodecError
 
@@ -46,13 +47,19 @@ def _decode(cfg: DictConfig):
 COMMANDS = {"train": _train, "benchmark": _benchmark, "encode": _encode, "decode": _decode}
 
 
+def _fail(message: str) -> None:
+    print(f"licbench: error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
 def _guarded(task):
     def run(cfg: DictConfig):
         try:
             return task(cfg)
         except (CodecError, FileNotFoundError, IsADirectoryError, PermissionError) as err:
-            print(f"licbench: error: {err}", file=sys.stderr)
-            sys.exit(1)
+            _fail(str(err))
+        except MissingMandatoryValue as err:
+            _fail(f"missing value: pass {err.full_key}=...")
 
     return run
 

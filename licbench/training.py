@@ -45,7 +45,7 @@ def train(cfg: DictConfig) -> str:
         "init_from": str(cfg.get("init_from")),
         "command": " ".join(["licbench train", *HydraConfig.get().overrides.task]),
         "git": git_revision(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
     }
     path = save_checkpoint(model, cfg.ckpt_path, OmegaConf.to_container(cfg.model, resolve=True), meta)
     print(f"checkpoint: {path}  ({model.model_id}, {trainer.global_step} steps)")

@@ -84,10 +84,11 @@ def test_pickled_code_is_refused(tmp_path):
 
 def test_checkpoint_naming_a_non_codec_class_is_refused(tmp_path, balle_checkpoint):
     payload = torch.load(balle_checkpoint, weights_only=True)
-    payload["model"]["_target_"] = "os.system"
-    torch.save(payload, tmp_path / "bad.ckpt")
-    with pytest.raises(CodecError, match="not a codec module"):
-        load_checkpoint(tmp_path / "bad.ckpt")
+    for target, message in [("collections.OrderedDict", "not a codec module"), ("os.system", "unknown model class")]:
+        payload["model"]["_target_"] = target
+        torch.save(payload, tmp_path / "bad.ckpt")
+        with pytest.raises(CodecError, match=message):
+            load_checkpoint(tmp_path / "bad.ckpt")
 
 
 @pytest.mark.parametrize("cut", [10, 40, -3])

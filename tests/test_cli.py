@@ -21,7 +21,7 @@ def one_line_error(proc, needle):
     assert needle in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("codec,rate", [("jpeg2000", "0.5"), ("jpeg", "60")])
+@pytest.mark.parametrize("codec,rate", [("jpeg2000", "4.0"), ("jpeg", "60")])
 def test_encode_decode_like_a_codec(tmp_path, png, codec, rate):
     run_cli("encode", f"codec={codec}", f"codec.rate={rate}", f"input={png}", f"output={tmp_path / 'a.bin'}")
     run_cli("decode", f"input={tmp_path / 'a.bin'}", f"output={tmp_path / 'b.png'}")
