@@ -25,8 +25,7 @@ openjpeg:
 
 # The main job on the embedded default data (scikit-image's photos), with the committed zoo.
 benchmark: install
-	$(VENV)/bin/licbench benchmark logger=none
-	@echo "Tables and plots: outputs/benchmark/samples/ (summary.md, rd.csv, per_image.csv, rd_psnr.png, rd_msssim.png)"
+	$(VENV)/bin/licbench benchmark
 
 test: install
 	LICBENCH_DATASETS=$(DATA) $(PY) -m pytest -q
@@ -37,7 +36,7 @@ kodak: install
 
 # Speed ratios against compressai and a bare PyTorch loop (figures, not a test).
 speed: install
-	$(PY) -m licbench.speed --image $(DATA)/kodak/kodim01.png --checkpoint $$(ls results/zoo/balle2017/*.ckpt | head -1)
+	$(PY) -m licbench.speed --image $(DATA)/kodak/kodim01.png --checkpoint $$(ls results/zoo/balle2017/*.ckpt | head -1) --out results/speed.md
 
 clean:
 	rm -rf outputs wandb .pytest_cache

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from licbench import metrics, report, tracking
-from licbench.codec import Codec
+from licbench.codec import Codec, CodecError
 from licbench.training import git_revision
 from licbench.zoo import configured_codecs, rate_points
 
@@ -77,7 +77,24 @@ def compressai_json(rd: pd.DataFrame, codec: str, description: str) -> dict:
                         "encoding_time": curve.enc_s.tolist(), "decoding_time": curve.dec_s.tolist()}}
 
 
-def write_outputs(per_image: pd.DataFrame, out_dir: Path, dataset: str, command: str, notes: list[str]) -> dict[str, Path]:
+def check_distinct_rates(codecs: dict[str, list[Codec]]) -> None:
+    """Rows are keyed by (codec, rate): two rate points with one label would be averaged together."""
+    for label, points in codecs.items():
+        rates = [str(codec.rate) for codec in points]
+        clashes = sorted({rate for rate in rates if rates.count(rate) > 1})
+        if clashes:
+            raise CodecError(f"codec {label} has several rate points labelled {', '.join(clashes)} "
+                             "(e.g. two checkpoints with one lambda): benchmark them under separate codec names or runs")
+
+
+def provenance(codecs: dict[str, list[Codec]]) -> list[dict]:
+    """Where each learned rate point came from: its checkpoint's model id, budget and command."""
+    return [{"codec": label, "rate": codec.rate, "model_id": codec.model_id, **codec.checkpoint_meta}
+            for label, points in codecs.items() for codec in points if hasattr(codec, "checkpoint_meta")]
+
+
+def write_outputs(per_image: pd.DataFrame, out_dir: Path, dataset: str, command: str, notes: list[str],
+                  checkpoints: list[dict]) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     rd = aggregate(per_image)
     per_image.to_csv(out_dir / "per_image.csv", index=False)
@@ -88,7 +105,7 @@ def write_outputs(per_image: pd.DataFrame, out_dir: Path, dataset: str, command:
     plots = {"rd_psnr": report.plot_rd(rd, "psnr", out_dir / "rd_psnr.png", dataset),
              "rd_msssim": report.plot_rd(rd, "ms_ssim", out_dir / "rd_msssim.png", dataset)}
     (out_dir / "command.txt").write_text(f"{command}\n# git {git_revision()}\n")
-    (out_dir / "summary.md").write_text(report.summary(rd, dataset, command, git_revision(), notes))
+    (out_dir / "summary.md").write_text(report.summary(rd, dataset, command, git_revision(), notes, checkpoints))
     return plots
 
 
@@ -100,8 +117,9 @@ def run_benchmark(cfg: DictConfig) -> Path:
         images = list(data.images())
         notes = sorted({f"{name}: {note}" for name, _, note in images if note})
         codecs = {name: rate_points(name, codec_cfg) for name, codec_cfg in configured_codecs(cfg).items()}
+        check_distinct_rates(codecs)
         per_image = run_codecs(codecs, images)
-        plots = write_outputs(per_image, out_dir, data.name, command, notes)
+        plots = write_outputs(per_image, out_dir, data.name, command, notes, provenance(codecs))
         tracking.log_tables(wb, {"per_image": per_image, "rd": aggregate(per_image)}, plots)
     print(f"benchmark results in {out_dir.resolve()}: summary.md, rd.csv, per_image.csv, rd_psnr.png, rd_msssim.png")
     return out_dir

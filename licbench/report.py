@@ -38,7 +38,8 @@ def psnr_at(curve: pd.DataFrame, bpp: float) -> float:
     return float(np.interp(math.log(bpp), np.log(curve.bpp), curve.psnr))
 
 
-def summary(rd: pd.DataFrame, dataset: str, command: str, revision: str, notes: list[str]) -> str:
+def summary(rd: pd.DataFrame, dataset: str, command: str, revision: str, notes: list[str],
+            checkpoints: list[dict]) -> str:
     lines = [f"# Benchmark on {dataset}", "",
              f"- command: `{command}`", f"- git revision: {revision}",
              f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
@@ -56,5 +57,14 @@ def summary(rd: pd.DataFrame, dataset: str, command: str, revision: str, notes: 
                      f"| {vs} | {row.enc_s:.3f} | {row.dec_s:.3f} |")
     if rd.ms_ssim.isna().any():
         lines += ["", "MS-SSIM is NaN where an image's shorter side is under 161 pixels: too small for 5 scales."]
+    if checkpoints:
+        lines += ["", "## Checkpoints of the learned codecs", "",
+                  "| codec | rate | model id | steps | train s | budget | warm start | training command |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for c in checkpoints:
+            budget = c.get("budget", {})
+            lines.append(f"| {c['codec']} | {c['rate']} | {c['model_id']} | {budget.get('steps')} | "
+                         f"{budget.get('train_seconds')} | {budget.get('max_time')} on {budget.get('threads')} threads | "
+                         f"{c.get('init_from') or ''} | `{c.get('command', '')}` |")
     lines += ["", "Plots: rd_psnr.png, rd_msssim.png. Per-image rows: per_image.csv.", ""]
     return "\n".join(lines)

@@ -12,33 +12,37 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import time
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from compressai.models import FactorizedPrior
 from torch.utils.data import DataLoader
 
 from licbench.checkpoint import load_checkpoint
 from licbench.images import load_image
 from licbench.lightning_modules.balle2017 import Balle2017
+from licbench.training import git_revision
 
 
-def best_of(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def best_of_alternating(first, second, repeats: int) -> tuple[float, float]:
+    """Best time of each of two functions, run alternately so that machine noise hits both alike."""
+    first(), second()  # warm-up
+    times = ([], [])
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for fn, bucket in zip((first, second), times):
+            start = time.perf_counter()
+            fn()
+            bucket.append(time.perf_counter() - start)
+    return min(times[0]), min(times[1])
 
 
 def coding_times(model: Balle2017, x: torch.Tensor, repeats: int) -> tuple[float, float]:
     reference = FactorizedPrior(model.hparams.N, model.hparams.M).eval()
     reference.g_a, reference.g_s, reference.entropy_bottleneck = model.g_a, model.g_s, model.entropy_bottleneck
-    padded = F.pad(x[None], model._padding(*x.shape[1:]), mode="replicate")
+    padded = model._pad(x)
 
     def ours():
         model.decode(model.encode(x))
@@ -48,7 +52,7 @@ def coding_times(model: Balle2017, x: torch.Tensor, repeats: int) -> tuple[float
             out = reference.compress(padded)
             reference.decompress(out["strings"], out["shape"])
 
-    return best_of(ours, repeats), best_of(theirs, repeats)
+    return best_of_alternating(ours, theirs, repeats)
 
 
 class StepTimes(pl.Callback):
@@ -59,24 +63,25 @@ class StepTimes(pl.Callback):
         self.starts.append(time.perf_counter())
 
 
-def training_step_times(model: Balle2017, batch: torch.Tensor, steps: int, warmup: int = 5) -> tuple[float, float]:
-    bare = copy.deepcopy(model)
+def lightning_step_time(model: Balle2017, batch: torch.Tensor, steps: int, warmup: int) -> float:
     timer = StepTimes()
     trainer = pl.Trainer(max_steps=steps + warmup + 1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, limit_val_batches=0, callbacks=[timer])
     trainer.fit(model, train_dataloaders=DataLoader([batch] * (steps + warmup + 1), batch_size=None))
-    lightning = (timer.starts[-1] - timer.starts[warmup]) / (len(timer.starts) - 1 - warmup)
+    return (timer.starts[-1] - timer.starts[warmup]) / (len(timer.starts) - 1 - warmup)
 
-    main = torch.optim.Adam([p for n, p in bare.named_parameters() if not n.endswith(".quantiles")], lr=bare.hparams.lr)
-    aux = torch.optim.Adam([p for n, p in bare.named_parameters() if n.endswith(".quantiles")], lr=bare.hparams.aux_lr)
+
+def bare_step_time(model: Balle2017, batch: torch.Tensor, steps: int, warmup: int) -> float:
+    main = torch.optim.Adam([p for n, p in model.named_parameters() if not n.endswith(".quantiles")], lr=model.hparams.lr)
+    aux = torch.optim.Adam([p for n, p in model.named_parameters() if n.endswith(".quantiles")], lr=model.hparams.aux_lr)
 
     def step():
-        loss = bare.rd_loss(batch, bare(batch))["loss"]
+        loss = model.rd_loss(batch, model(batch))["loss"]
         main.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(main.param_groups[0]["params"], bare.hparams.clip_grad_norm)
+        torch.nn.utils.clip_grad_norm_(main.param_groups[0]["params"], model.hparams.clip_grad_norm)
         main.step()
-        aux_loss = bare.aux_loss()
+        aux_loss = model.aux_loss()
         aux.zero_grad()
         aux_loss.backward()
         aux.step()
@@ -86,16 +91,26 @@ def training_step_times(model: Balle2017, batch: torch.Tensor, steps: int, warmu
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    return lightning, (time.perf_counter() - start) / steps
+    return (time.perf_counter() - start) / steps
+
+
+def training_step_times(model: Balle2017, batch: torch.Tensor, steps: int, rounds: int = 3, warmup: int = 5):
+    """Best per-step mean of each, over alternating rounds (machine noise hits both alike)."""
+    lightning, bare = [], []
+    for _ in range(rounds):
+        lightning.append(lightning_step_time(copy.deepcopy(model), batch, steps, warmup))
+        bare.append(bare_step_time(copy.deepcopy(model), batch, steps, warmup))
+    return min(lightning), min(bare)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", required=True, help="an image file, e.g. Kodak's kodim01.png")
     parser.add_argument("--checkpoint", help="a Ballé 2017 checkpoint (default: untrained N=M=128)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch", default="8x96", help="training batch: COUNTxSIZE")
+    parser.add_argument("--out", help="also write the table, with this command and the git revision, to a Markdown file")
     args = parser.parse_args()
     torch.manual_seed(0)
     x, _ = load_image(args.image)
@@ -107,11 +122,18 @@ def main() -> None:
     batch = torch.rand(count, 3, size, size)
     train_model = Balle2017(**{k: v for k, v in model.hparams.items()})
     lightning, bare = training_step_times(train_model, batch, args.steps)
-    print(f"| measurement ({torch.get_num_threads()} threads) | licbench | reference | ratio |\n|---|---|---|---|")
-    print(f"| Ballé encode+decode, {x.shape[2]}x{x.shape[1]} (ours vs compressai FactorizedPrior) "
-          f"| {ours * 1000:.1f} ms | {theirs * 1000:.1f} ms | {ours / theirs:.3f} |")
-    print(f"| training step, batch {args.batch} (Lightning vs bare PyTorch) "
-          f"| {lightning * 1000:.1f} ms | {bare * 1000:.1f} ms | {lightning / bare:.3f} |")
+    table = "\n".join([
+        f"| measurement ({torch.get_num_threads()} threads; coding: best of {args.repeats} alternating; training: best of 3 "
+        f"alternating rounds of {args.steps} steps) "
+        "| licbench | reference | ratio |", "|---|---|---|---|",
+        f"| Ballé encode+decode, {x.shape[2]}x{x.shape[1]} (ours vs compressai FactorizedPrior) "
+        f"| {ours * 1000:.1f} ms | {theirs * 1000:.1f} ms | {ours / theirs:.3f} |",
+        f"| training step, batch {args.batch} (Lightning vs bare PyTorch) "
+        f"| {lightning * 1000:.1f} ms | {bare * 1000:.1f} ms | {lightning / bare:.3f} |"])
+    print(table)
+    if args.out:
+        command = "python -m licbench.speed " + " ".join(sys.argv[1:])
+        Path(args.out).write_text(f"# Speed\n\n- command: `{command}`\n- git revision: {git_revision()}\n\n{table}\n")
 
 
 if __name__ == "__main__":

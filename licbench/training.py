@@ -16,7 +16,7 @@ from licbench.checkpoint import read_checkpoint, save_checkpoint
 
 def git_revision() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
                               timeout=10).stdout.strip() or "unknown"
     except OSError:
         return "unknown"
@@ -42,7 +42,7 @@ def train(cfg: DictConfig) -> str:
         "budget": {"max_time": str(cfg.trainer.get("max_time")), "max_steps": int(cfg.trainer.get("max_steps", -1)),
                    "steps": int(trainer.global_step), "train_seconds": round(time.time() - start, 1),
                    "threads": torch.get_num_threads()},
-        "init_from": str(cfg.get("init_from")),
+        "init_from": str(cfg.get("init_from") or ""),
         "command": " ".join(["licbench train", *HydraConfig.get().overrides.task]),
         "git": git_revision(),
         "torch": str(torch.__version__),

@@ -145,7 +145,7 @@ class LearnedCodec(pl.LightningModule, CompressionModel):
     def encode(self, x: torch.Tensor) -> bytes:
         x = check_image(x).to(self.device)
         height, width = x.shape[1:]
-        padded = F.pad(x[None], self._padding(height, width), mode="replicate")
+        padded = self._pad(x)
         was_training = self.training
         self.eval()
         try:
@@ -157,8 +157,7 @@ class LearnedCodec(pl.LightningModule, CompressionModel):
     @torch.no_grad()
     def estimate_bits(self, x: torch.Tensor) -> float:
         """The entropy model's estimate of the payload size in bits (test-time quantization)."""
-        x = check_image(x).to(self.device)
-        padded = F.pad(x[None], self._padding(*x.shape[1:]), mode="replicate")
+        padded = self._pad(check_image(x).to(self.device))
         was_training = self.training
         self.eval()
         try:
@@ -183,6 +182,11 @@ class LearnedCodec(pl.LightningModule, CompressionModel):
         finally:
             self.train(was_training)
         return x_hat[0, :, :height, :width].clamp(0, 1).cpu()
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        """[3, H, W] -> [1, 3, H', W'] with H', W' multiples of the stride (replicate padding)."""
+        padding = self._padding(*x.shape[1:])
+        return F.pad(x[None], padding, mode="replicate") if any(padding) else x[None]
 
     def _padding(self, height: int, width: int) -> tuple[int, int, int, int]:
         s = self.stride

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -52,3 +53,13 @@ def test_compressai_json_schema(bench):
 def test_summary_records_the_command(bench):
     text = (bench / "summary.md").read_text()
     assert "licbench benchmark data=synthetic" in text and "| balle2017 |" in text
+    assert "## Checkpoints of the learned codecs" in text and "trainer.max_steps=20" in text
+
+
+def test_two_checkpoints_with_one_rate_label_are_refused(tmp_path, balle_checkpoint):
+    copy = tmp_path / "copy.ckpt"
+    shutil.copy(balle_checkpoint, copy)
+    proc = run_cli("benchmark", "data=synthetic", "logger=none", "codecs=[balle2017]", f"out_dir={tmp_path / 'out'}",
+                   f"+codec_overrides.balle2017.checkpoints=[{balle_checkpoint},{copy}]",
+                   f"hydra.run.dir={tmp_path / 'hydra'}", check=False)
+    assert proc.returncode == 1 and "several rate points labelled 0.013" in proc.stderr

@@ -66,3 +66,20 @@ def test_bsds500_layout(datasets):
     data = Patches(root=str(datasets / "bsds500"), patch_size=64, batch_size=2, val_images=2)
     data.setup()
     assert len(data.train_images) == 200 and len(data.val_crops) == 2
+
+
+def test_kodak_download_fetches_every_file_and_checks_it(datasets, tmp_path, monkeypatch):
+    import licbench.datamodules.kodak as kodak
+
+    fetched = []
+
+    def fake_download(url, path):  # the public mirror, served from the local copy
+        fetched.append(url)
+        shutil.copy(datasets / "kodak" / url.rsplit("/", 1)[1], path)
+
+    monkeypatch.setattr(kodak, "_download", fake_download)
+    images = Kodak(cache_dir=str(tmp_path / "cache"), limit=1)
+    assert len(images.paths()) == 1 and len(fetched) == 24
+    assert fetched[0] == "https://r0k.us/graphics/kodak/kodak/kodim01.png"
+    images.paths()
+    assert len(fetched) == 24  # cached and verified: nothing fetched again
