@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from contextlib import contextmanager
 
 import pytorch_lightning as pl
 import torch
@@ -138,32 +139,29 @@ class LearnedCodec(pl.LightningModule, CompressionModel):
             self._model_id = f"{self.name}-{digest.hexdigest()[:16]}"
         return self._model_id
 
-    def on_load_checkpoint(self, checkpoint) -> None:
+    def load_state_dict(self, state_dict, strict: bool = True):
         self._model_id = None
+        return super().load_state_dict(state_dict, strict=strict)
+
+    def update(self, *args, **kwargs) -> bool:
+        self._model_id = None  # new entropy tables are new weights
+        return super().update(*args, **kwargs)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> bytes:
         x = check_image(x).to(self.device)
         height, width = x.shape[1:]
         padded = self._pad(x)
-        was_training = self.training
-        self.eval()
-        try:
+        with self._eval_mode():
             sections = self.compress(padded)
-        finally:
-            self.train(was_training)
         return Container(self.name, height, width, sections, self.model_id).to_bytes()
 
     @torch.no_grad()
     def estimate_bits(self, x: torch.Tensor) -> float:
         """The entropy model's estimate of the payload size in bits (test-time quantization)."""
         padded = self._pad(check_image(x).to(self.device))
-        was_training = self.training
-        self.eval()
-        try:
+        with self._eval_mode():
             likelihoods = self(padded)["likelihoods"].values()
-        finally:
-            self.train(was_training)
         return sum(-torch.log2(p).sum().item() for p in likelihoods)
 
     @torch.no_grad()
@@ -175,13 +173,19 @@ class LearnedCodec(pl.LightningModule, CompressionModel):
             raise CodecError(f"stream was made by model {container.model_id!r}; these weights are {self.model_id!r}")
         height, width = container.height, container.width
         pad = self._padding(height, width)
+        with self._eval_mode():
+            x_hat = self.decompress(container.sections, height + pad[3], width + pad[1])
+        return x_hat[0, :, :height, :width].clamp(0, 1).cpu()
+
+    @contextmanager
+    def _eval_mode(self):
+        """Test-time behaviour (rounding, no noise) for coding, restoring the mode after."""
         was_training = self.training
         self.eval()
         try:
-            x_hat = self.decompress(container.sections, height + pad[3], width + pad[1])
+            yield
         finally:
             self.train(was_training)
-        return x_hat[0, :, :height, :width].clamp(0, 1).cpu()
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """[3, H, W] -> [1, 3, H', W'] with H', W' multiples of the stride (replicate padding)."""

@@ -96,3 +96,12 @@ def test_damaged_streams_are_clear_errors(balle_checkpoint, image, cut):
     model = load_checkpoint(balle_checkpoint)
     with pytest.raises(CodecError):
         model.decode(model.encode(image)[:cut])
+
+
+def test_model_id_follows_the_weights():
+    a, b = Balle2017(N=16, M=16), Balle2017(N=16, M=16)
+    a.update(force=True)
+    b.update(force=True)
+    assert a.model_id != b.model_id
+    b.load_state_dict(a.state_dict())
+    assert b.model_id == a.model_id
