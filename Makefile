@@ -32,7 +32,7 @@ test: install
 
 # The committed Kodak results (results/kodak/), regenerated from the committed zoo.
 kodak: install
-	$(VENV)/bin/licbench benchmark data=kodak data.root=$(DATA)/kodak codecs=[jpeg,jpeg2000,webp,balle2017] out_dir=results/kodak logger=none
+	$(VENV)/bin/licbench benchmark data=kodak data.root=$(DATA)/kodak codecs=[jpeg,jpeg2000,webp,avif,balle2017] out_dir=results/kodak logger=none
 
 # Speed ratios against compressai and a bare PyTorch loop (figures, not a test).
 speed: install
