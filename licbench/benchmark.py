@@ -93,8 +93,8 @@ def provenance(codecs: dict[str, list[Codec]]) -> list[dict]:
             for label, points in codecs.items() for codec in points if hasattr(codec, "checkpoint_meta")]
 
 
-def write_outputs(per_image: pd.DataFrame, out_dir: Path, dataset: str, command: str, notes: list[str],
-                  checkpoints: list[dict]) -> dict[str, Path]:
+def write_outputs(per_image: pd.DataFrame, out_dir: Path, dataset: str, command: str, revision: str,
+                  notes: list[str], checkpoints: list[dict]) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     rd = aggregate(per_image)
     per_image.to_csv(out_dir / "per_image.csv", index=False)
@@ -104,14 +104,15 @@ def write_outputs(per_image: pd.DataFrame, out_dir: Path, dataset: str, command:
         (out_dir / f"{codec}.json").write_text(json.dumps(compressai_json(rd, codec, description), indent=2))
     plots = {"rd_psnr": report.plot_rd(rd, "psnr", out_dir / "rd_psnr.png", dataset),
              "rd_msssim": report.plot_rd(rd, "ms_ssim", out_dir / "rd_msssim.png", dataset)}
-    (out_dir / "command.txt").write_text(f"{command}\n# git {git_revision()}\n")
-    (out_dir / "summary.md").write_text(report.summary(rd, dataset, command, git_revision(), notes, checkpoints))
+    (out_dir / "command.txt").write_text(f"{command}\n# git {revision}\n")
+    (out_dir / "summary.md").write_text(report.summary(rd, dataset, command, revision, notes, checkpoints))
     return plots
 
 
 def run_benchmark(cfg: DictConfig) -> Path:
     out_dir = Path(cfg.out_dir)
     command = " ".join(["licbench benchmark", *HydraConfig.get().overrides.task])
+    revision = git_revision()  # before anything is written
     data = instantiate(cfg.data)
     with tracking.run(cfg.logger, cfg, job_type="benchmark") as wb:
         images = list(data.images())
@@ -119,7 +120,7 @@ def run_benchmark(cfg: DictConfig) -> Path:
         codecs = {name: rate_points(name, codec_cfg) for name, codec_cfg in configured_codecs(cfg).items()}
         check_distinct_rates(codecs)
         per_image = run_codecs(codecs, images)
-        plots = write_outputs(per_image, out_dir, data.name, command, notes, provenance(codecs))
+        plots = write_outputs(per_image, out_dir, data.name, command, revision, notes, provenance(codecs))
         tracking.log_tables(wb, {"per_image": per_image, "rd": aggregate(per_image)}, plots)
     print(f"benchmark results in {out_dir.resolve()}: summary.md, rd.csv, per_image.csv, rd_psnr.png, rd_msssim.png")
     return out_dir

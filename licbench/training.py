@@ -15,11 +15,16 @@ from licbench.checkpoint import read_checkpoint, save_checkpoint
 
 
 def git_revision() -> str:
+    """The code's revision: short commit hash, "-dirty" when tracked files outside results/ changed."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10).stdout.strip()
+
     try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
-                              timeout=10).stdout.strip() or "unknown"
+        commit = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
     except OSError:
         return "unknown"
+    return (commit + ("-dirty" if changed else "")) if commit else "unknown"
 
 
 def train(cfg: DictConfig) -> str:
