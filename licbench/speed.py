@@ -72,8 +72,7 @@ def lightning_step_time(model: Balle2017, batch: torch.Tensor, steps: int, warmu
 
 
 def bare_step_time(model: Balle2017, batch: torch.Tensor, steps: int, warmup: int) -> float:
-    main = torch.optim.Adam([p for n, p in model.named_parameters() if not n.endswith(".quantiles")], lr=model.hparams.lr)
-    aux = torch.optim.Adam([p for n, p in model.named_parameters() if n.endswith(".quantiles")], lr=model.hparams.aux_lr)
+    main, aux = model.configure_optimizers()  # the same parameter split and settings as in Lightning
 
     def step():
         loss = model.rd_loss(batch, model(batch))["loss"]
