@@ -3,9 +3,10 @@
 Layout (big-endian)::
 
     b"LICB" | version u8 | len u8 + codec id (ascii) | len u8 + model id (ascii)
-    | height u32 | width u32 | n_sections u8 | n x (length u32 + payload)
+    | height u32 | width u32 | n_sections u8 | n x (length u32 + payload) | CRC-32 u32
 
-Every size and length is validated against the bytes actually present (and the image size
+The CRC-32 (zlib) of everything before it turns a damaged or bit-flipped stream into a
+clear error instead of a wrong image. Every size and length is validated against the bytes actually present (and the image size
 against a pixel limit) before anything is allocated, so hostile bytes fail with
 :class:`~licbench.codec.CodecError`.
 """
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 from dataclasses import dataclass, field
 
 from licbench.codec import CodecError
 
 MAGIC = b"LICB"
-VERSION = 1
+VERSION = 2
 MAX_SECTIONS = 64
 DEFAULT_MAX_PIXELS = int(os.environ.get("LICBENCH_MAX_PIXELS", 64_000_000))
 
@@ -41,7 +43,8 @@ class Container:
                struct.pack(">IIB", self.height, self.width, len(self.sections))]
         for section in self.sections:
             out += [struct.pack(">I", len(section)), bytes(section)]
-        return b"".join(out)
+        body = b"".join(out)
+        return body + struct.pack(">I", zlib.crc32(body))
 
     @classmethod
     def from_bytes(cls, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> "Container":
@@ -51,6 +54,9 @@ class Container:
         version = reader.u8("version")
         if version != VERSION:
             raise CodecError(f"unsupported licbench stream version {version} (this build reads {VERSION})")
+        if reader.remaining < 4 or zlib.crc32(reader.data[:-4]) != struct.unpack(">I", reader.data[-4:])[0]:
+            raise CodecError("corrupt stream: CRC-32 mismatch (truncated or damaged bytes)")
+        reader.data = reader.data[:-4]
         codec = reader.text("codec id")
         model_id = reader.text("model id")
         height, width = reader.u32("height"), reader.u32("width")

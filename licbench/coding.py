@@ -38,6 +38,8 @@ def encode_file(cfg: DictConfig) -> None:
     x, note = load_image(cfg.input)
     if "checkpoints" in cfg.codec or cfg.weights:
         codec = load_checkpoint(cfg.weights or _only_checkpoint(cfg.codec.checkpoints))
+        if cfg.codec.get("rate") is not None and hasattr(codec, "at_rate"):  # a multi-rate model's point
+            codec = codec.at_rate(cfg.codec.rate, **(cfg.codec.get("points") or {}))
     else:
         codec = build(cfg.codec)
     with torch.inference_mode():

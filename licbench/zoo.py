@@ -1,6 +1,7 @@
 """Codec instances from config: a baseline's grid of rate points, or a learned method's
 checkpoints (``checkpoints:`` a glob or a list of paths; each checkpoint is one rate point,
-and a model that offers several — e.g. iterations of an RNN — lists them in ``rate_points()``).
+and a model that offers several — e.g. iterations of an RNN — lists them in
+``rate_points(**points)``, ``points:`` coming from the codec config).
 """
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ def rate_points(name: str, cfg: DictConfig) -> list[Codec]:
         if not paths:
             raise CodecError(f"codec {name}: no checkpoints match {OmegaConf.to_container(cfg, resolve=True)['checkpoints']}; "
                              f"train one with `licbench train model={name} ckpt_path=...` or set codecs.{name}.checkpoints")
+        points = cfg.get("points") or {}
         codecs = []
         for path in paths:
             model = load_checkpoint(path)
-            codecs += model.rate_points() if hasattr(model, "rate_points") else [model]
+            codecs += model.rate_points(**points) if hasattr(model, "rate_points") else [model]
         return codecs
     return [build(cfg, rate) for rate in cfg.grid]
 

@@ -16,6 +16,11 @@ A method subclasses :class:`LearnedCodec` and implements ``forward(x)`` -> ``{"x
 "likelihoods": {name: tensor}}`` (noisy in training), ``compress(x)`` -> container sections
 for a padded batch of one, and ``decompress(sections, height, width)`` -> the padded
 reconstruction ``[1, 3, height, width]``.
+
+A model that offers several rate points from one set of weights (iterations of an RNN, the
+precision of a quantizer, an inner codec's quality) overrides ``rate_points(**points)`` to
+return :class:`RatePoint` views; each passes its ``setting`` as keyword arguments to
+``compress`` and ``forward``, and the stream itself must say what ``decompress`` needs.
 """
 from __future__ import annotations
 
@@ -127,6 +132,21 @@ class LearnedCodec(pl.LightningModule, CompressionModel):
     def on_train_end(self) -> None:
         self.update(force=True)
 
+    # --- rate points --------------------------------------------------------------------
+    def rate_points(self, **points) -> list:
+        """The codecs this model offers (``points``: the codec config's ``points:``); one by default."""
+        if points:
+            raise CodecError(f"{self.name} has one rate point per checkpoint; it takes no points {sorted(points)}")
+        return [self]
+
+    def at_rate(self, rate, **points):
+        """The rate point labelled ``rate`` (``licbench encode codec.rate=...``)."""
+        found = [codec for codec in self.rate_points(**points) if str(codec.rate) == str(rate)]
+        if not found:
+            offered = ", ".join(str(codec.rate) for codec in self.rate_points(**points))
+            raise CodecError(f"{self.name} has no rate point {rate!r}; it offers {offered}")
+        return found[0]
+
     # --- the codec contract -------------------------------------------------------------
     @property
     def model_id(self) -> str:
@@ -148,20 +168,20 @@ class LearnedCodec(pl.LightningModule, CompressionModel):
         return super().update(*args, **kwargs)
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> bytes:
+    def encode(self, x: torch.Tensor, **setting) -> bytes:
         x = check_image(x).to(self.device)
         height, width = x.shape[1:]
         padded = self._pad(x)
         with self._eval_mode():
-            sections = self.compress(padded)
+            sections = self.compress(padded, **setting)
         return Container(self.name, height, width, sections, self.model_id).to_bytes()
 
     @torch.no_grad()
-    def estimate_bits(self, x: torch.Tensor) -> float:
+    def estimate_bits(self, x: torch.Tensor, **setting) -> float:
         """The entropy model's estimate of the payload size in bits (test-time quantization)."""
         padded = self._pad(check_image(x).to(self.device))
         with self._eval_mode():
-            likelihoods = self(padded)["likelihoods"].values()
+            likelihoods = self(padded, **setting)["likelihoods"].values()
         return sum(-torch.log2(p).sum().item() for p in likelihoods)
 
     @torch.no_grad()
@@ -195,3 +215,26 @@ class LearnedCodec(pl.LightningModule, CompressionModel):
     def _padding(self, height: int, width: int) -> tuple[int, int, int, int]:
         s = self.stride
         return (0, -width % s, 0, -height % s)
+
+
+class RatePoint:
+    """One rate point of a multi-rate model: shares its weights, encodes with ``setting``."""
+
+    def __init__(self, model: LearnedCodec, rate, **setting):
+        self.model, self.rate, self.setting = model, rate, setting
+
+    name = property(lambda self: self.model.name)
+    model_id = property(lambda self: self.model.model_id)
+    checkpoint_meta = property(lambda self: getattr(self.model, "checkpoint_meta", {}))
+
+    def encode(self, x: torch.Tensor) -> bytes:
+        return self.model.encode(x, **self.setting)
+
+    def decode(self, data: bytes) -> torch.Tensor:
+        return self.model.decode(data)
+
+    def estimate_bits(self, x: torch.Tensor) -> float:
+        return self.model.estimate_bits(x, **self.setting)
+
+    def __repr__(self) -> str:
+        return f"RatePoint({self.name} @ {self.rate})"

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from conftest import run_cli
+from licbench.bitstream import Container
 from licbench.images import load_image, save_image
 
 
@@ -56,7 +57,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, png):
     one_line_error(run_cli("decode", f"input={truncated}", f"output={tmp_path / 'y.png'}", check=False),
                    "cannot decode JPEG 2000")
     forged = tmp_path / "forged.bin"
-    forged.write_bytes(b"LICB\x01\x04nope\x00" + (1).to_bytes(4, "big") * 2 + b"\x00")
+    forged.write_bytes(Container("nope", 1, 1).to_bytes())
     one_line_error(run_cli("decode", f"input={forged}", f"output={tmp_path / 'y.png'}", f"search=[{tmp_path}/*.ckpt]",
                            check=False), "no checkpoint with model id")
     proc = run_cli("decode", check=False)
