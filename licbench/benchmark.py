@@ -2,8 +2,9 @@
 
 Rows carry real bytes: ``bpp = 8 · len(bytes) / (H · W)``. Outputs in ``out_dir``:
 ``per_image.csv``, ``rd.csv`` (means over images per codec and rate point),
-``<codec>.json`` (CompressAI's results schema), ``rd_psnr.png``, ``rd_msssim.png``,
-``summary.md`` and ``command.txt``.
+``<codec>.json`` (CompressAI's results schema), ``codecs.json`` (parameters, kMAC/pixel,
+training budget and data of each codec), ``rd_psnr.png``, ``rd_msssim.png``, ``crops/``,
+``summary.md``, ``leaderboard.{md,html,csv}`` and ``command.txt``.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from licbench import metrics, report, tracking
+from licbench import complexity, crops, leaderboard, metrics, report, tracking
 from licbench.codec import Codec, CodecError
 from licbench.training import git_revision
 from licbench.zoo import configured_codecs, rate_points
@@ -93,6 +94,18 @@ def provenance(codecs: dict[str, list[Codec]]) -> list[dict]:
             for label, points in codecs.items() for codec in points if hasattr(codec, "checkpoint_meta")]
 
 
+def codec_facts(points: list[Codec]) -> dict:
+    """Size, cost and training provenance of one configured codec (its first rate point's network)."""
+    meta = [getattr(codec, "checkpoint_meta", None) for codec in points]
+    budgets = [m["budget"] for m in meta if m and "budget" in m]
+    data = sorted({m["data"].get("_target_", "?").rsplit(".", 1)[-1] + (f" {m['data']['root']}" if m["data"].get("root") else "")
+                   for m in meta if m and m.get("data")})
+    training = "; ".join(sorted({f"{b['steps']} steps, {b['train_seconds'] / 60:.0f} min × {b['threads']} threads"
+                                 for b in budgets})) or "—"
+    return {"params": complexity.parameters(points[0]), "kmac_per_pixel": complexity.kmac_per_pixel(points[0]),
+            "training": training, "data": "; ".join(data) or "—"}
+
+
 def write_outputs(per_image: pd.DataFrame, out_dir: Path, dataset: str, command: str, revision: str,
                   notes: list[str], checkpoints: list[dict]) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -121,6 +134,15 @@ def run_benchmark(cfg: DictConfig) -> Path:
         check_distinct_rates(codecs)
         per_image = run_codecs(codecs, images)
         plots = write_outputs(per_image, out_dir, data.name, command, revision, notes, provenance(codecs))
-        tracking.log_tables(wb, {"per_image": per_image, "rd": aggregate(per_image)}, plots)
-    print(f"benchmark results in {out_dir.resolve()}: summary.md, rd.csv, per_image.csv, rd_psnr.png, rd_msssim.png")
+        facts = {label: codec_facts(points) for label, points in codecs.items()}
+        (out_dir / "codecs.json").write_text(json.dumps(facts, indent=2))
+        crops.write_crops(codecs, images, per_image, out_dir, cfg.get("crop_image"))
+        board = leaderboard.write(out_dir)
+        tracking.log_tables(wb, {"per_image": per_image, "rd": aggregate(per_image),
+                                 "leaderboard": pd.read_csv(board["csv"])}, {**plots, **crop_images(out_dir)})
+    print(f"benchmark results in {out_dir.resolve()}: leaderboard.md/.html, summary.md, rd.csv, per_image.csv, plots, crops/")
     return out_dir
+
+
+def crop_images(out_dir: Path) -> dict[str, Path]:
+    return {f"crops/{path.stem}": path for path in sorted((out_dir / "crops").glob("*.png"))}

@@ -7,29 +7,45 @@ ends in a one-line error and exit status 1.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from licbench.codec import CodecError
+from licbench.codec import CodecError, explain
 
 CONF_DIR = str(Path(importlib.util.find_spec("licbench.conf").submodule_search_locations[0]).resolve())
-USAGE = "usage: licbench {train,benchmark,encode,decode} [key=value ...]   (Hydra overrides; -m for multirun)"
+# Registered on import, so that launcher worker processes (which import this module) have them.
+OMEGACONF_RESOLVERS = {
+    "path_safe": lambda text: str(text).replace("/", "_") or "default",  # a grid job's directory name
+    "cpu_share": lambda jobs: max(1, (os.cpu_count() or 1) // max(int(jobs), 1)),  # threads per parallel job
+}
+for _name, _resolver in OMEGACONF_RESOLVERS.items():
+    OmegaConf.register_new_resolver(_name, _resolver, replace=True)
+USAGE = "usage: licbench {train,benchmark,report,encode,decode} [key=value ...]   (Hydra overrides; -m for multirun)"
 
 
 def _train(cfg: DictConfig):
-    from licbench.training import train
+    from licbench.training import train_job
 
-    return train(cfg)
+    return train_job(cfg)
 
 
 def _benchmark(cfg: DictConfig):
     from licbench.benchmark import run_benchmark
 
     return run_benchmark(cfg)
+
+
+def _report(cfg: DictConfig):
+    from licbench.leaderboard import write
+
+    paths = write(cfg.in_dir)
+    print("leaderboard: " + ", ".join(str(p) for p in paths.values()))
 
 
 def _encode(cfg: DictConfig):
@@ -44,7 +60,7 @@ def _decode(cfg: DictConfig):
     return decode_file(cfg)
 
 
-COMMANDS = {"train": _train, "benchmark": _benchmark, "encode": _encode, "decode": _decode}
+COMMANDS = {"train": _train, "benchmark": _benchmark, "report": _report, "encode": _encode, "decode": _decode}
 
 
 def _fail(message: str) -> None:
@@ -58,6 +74,8 @@ def _guarded(task):
             return task(cfg)
         except (CodecError, FileNotFoundError, IsADirectoryError, PermissionError) as err:
             _fail(str(err))
+        except InstantiationException as err:  # a config value a class refused
+            _fail(explain(err))
         except MissingMandatoryValue as err:
             _fail(f"missing value: pass {err.full_key}=...")
 

@@ -52,3 +52,10 @@ def to_uint8_hwc(x: torch.Tensor):
 def from_uint8_hwc(a) -> torch.Tensor:
     """numpy uint8 [H, W, 3] -> [3, H, W] float in [0, 1]."""
     return torch.from_numpy(a.copy()).permute(2, 0, 1).float().div(255)
+
+
+def explain(err: BaseException) -> str:
+    """The message of the innermost cause (Hydra wraps a class's own error when it instantiates it)."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

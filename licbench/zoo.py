@@ -51,15 +51,24 @@ def find_weights(model_id: str, search: list[str]) -> Path:
 
 
 def codec_config(name: str, root: DictConfig) -> DictConfig:
-    """``conf/codec/<name>.yaml`` (from Hydra's search path), with ``root.codec_overrides[name]``
-    applied and interpolations resolved against the job's config (``${paths.zoo_dir}``, ...)."""
+    """``conf/codec/<name>.yaml`` (from Hydra's search path, ``hydra.searchpath`` included), with
+    ``root.codec_overrides[name]`` applied and interpolations resolved against the job's config
+    (``${paths.zoo_dir}``, ...). A learned method with only ``conf/model/<name>.yaml`` gets the
+    default codec config: its checkpoints under ``${paths.zoo_dir}/<name>/``."""
     from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
     from hydra.errors import MissingConfigException
 
+    search = [f"hydra.searchpath=[{','.join(HydraConfig.get().searchpath)}]"] if HydraConfig.initialized() else []
     try:
-        node = compose(overrides=[f"+codec={name}"]).codec
+        node = compose(overrides=[*search, f"+codec={name}"]).codec
     except MissingConfigException:
-        raise CodecError(f"unknown codec {name!r}: no conf/codec/{name}.yaml on the config search path") from None
+        try:
+            compose(overrides=[*search, f"+model={name}"])
+        except MissingConfigException:
+            raise CodecError(f"unknown codec {name!r}: no conf/codec/{name}.yaml nor conf/model/{name}.yaml "
+                             "on the config search path") from None
+        node = OmegaConf.create({"checkpoints": "${paths.zoo_dir}/" + name + "/*.ckpt"})
     merged = root.copy()
     OmegaConf.set_struct(merged, False)
     merged.codec = OmegaConf.merge(node, root.get("codec_overrides", {}).get(name) or {})

@@ -57,6 +57,11 @@ class LearnedCodec(pl.LightningModule, CompressionModel):
     def __init__(self, lmbda: float = 0.013, lr: float = 1e-4, aux_lr: float = 1e-3, lr_min_ratio: float = 1.0,
                  warmup_steps: int = 0, clip_grad_norm: float = 1.0):
         super().__init__()
+        for key, value in {"lmbda": lmbda, "lr": lr, "aux_lr": aux_lr}.items():
+            if not value > 0:
+                raise CodecError(f"model.{key} must be > 0, got {value}")
+        if not 0 <= lr_min_ratio <= 1:
+            raise CodecError(f"model.lr_min_ratio must be in [0, 1], got {lr_min_ratio}")
         self.save_hyperparameters()  # collects the subclass's __init__ arguments too
         self.automatic_optimization = False
         self._model_id: str | None = None

@@ -1,0 +1,107 @@
+"""Multirun grids: parallel jobs, reruns that complete a grid, failures that do not stop it,
+the Slurm and DDP configs, and a new method added by config alone."""
+import json
+import os
+import textwrap
+
+import pandas as pd
+import submitit
+import torch
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+from conftest import run_cli
+from licbench.cli import CONF_DIR  # noqa: F401  (registers the resolvers the configs use)
+from licbench.lightning_modules.balle2017 import Balle2017
+
+TINY = ["model=balle2017", "data=synthetic", "logger=none", "trainer.max_steps=5", "model.N=8", "model.M=8"]
+
+
+def grid(tmp_path, *args, check=True):
+    return run_cli("train", "-m", *TINY, *args, f"paths.log_dir={tmp_path}", "grid=g", cwd=tmp_path, check=check)
+
+
+def results(tmp_path) -> pd.DataFrame:
+    return pd.read_csv(tmp_path / "grids" / "g" / "grid.csv").sort_values("overrides").reset_index(drop=True)
+
+
+def test_local_grid_runs_jobs_in_parallel_and_a_rerun_completes_it(tmp_path):
+    grid(tmp_path, "launcher=local", "model.lmbda=0.01,0.02")
+    first = results(tmp_path)
+    assert list(first.status) == ["done", "done"] and first.pid.nunique() == 2
+    assert first.start.max() < first.end.min(), "the two jobs did not run at the same time"
+    for ckpt in first.ckpt_path:
+        assert torch.load(ckpt, weights_only=True)["meta"]["budget"]["threads"] == max(1, os.cpu_count() // 2)
+
+    os.remove(first.ckpt_path[1])  # as if the grid had been killed before its second job finished
+    grid(tmp_path, "launcher=local", "model.lmbda=0.01,0.02")
+    assert list(results(tmp_path).status) == ["skipped", "done"]
+
+    out = tmp_path / "bench"
+    run_cli("benchmark", "data=synthetic", "logger=none", "codecs=[jpeg,balle2017]", f"out_dir={out}",
+            "+codec_overrides.jpeg.grid=[10,50,90]", f"+codec_overrides.balle2017.checkpoints={tmp_path}/grids/g/**/*.ckpt",
+            f"hydra.run.dir={tmp_path / 'h'}")
+    rows = pd.read_csv(out / "per_image.csv")
+    assert sorted(rows[rows.codec == "balle2017"].rate.unique()) == [0.01, 0.02]
+    assert not rows.duplicated(["codec", "rate", "image"]).any() and len(rows) == (3 + 2) * 2
+    board = (out / "leaderboard.md").read_text()
+    assert "| balle2017 | 2 |" in board and "| jpeg | 3 |" in board
+
+
+def test_a_failed_job_is_reported_and_the_others_finish(tmp_path):
+    proc = grid(tmp_path, "model.lmbda=-1,0.01", check=False)
+    assert proc.returncode == 1
+    table = results(tmp_path)
+    assert list(table.status) == ["failed", "done"]
+    assert "model.lmbda must be > 0" in table.error[0] and "model.lmbda must be > 0" in proc.stderr
+
+
+def test_slurm_launcher_composes_and_builds_its_submission(tmp_path, monkeypatch):
+    with initialize_config_module("licbench.conf", version_base=None):
+        cfg = compose("train", overrides=["launcher=slurm", "trainer=ddp", "hydra.launcher.partition=gpu",
+                                          "hydra.launcher.gpus_per_node=4", "hydra.launcher.timeout_min=600"],
+                      return_hydra_config=True)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
+    assert launcher["_target_"].endswith("SlurmLauncher")
+    assert (launcher["partition"], launcher["gpus_per_node"], launcher["timeout_min"]) == ("gpu", 4, 600)
+    assert cfg.trainer.strategy == "ddp" and cfg.trainer.accelerator == "gpu"
+    (tmp_path / "srun").write_text("#!/bin/sh\n")  # no cluster here: a stand-in so submitit builds scripts
+    (tmp_path / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    executor = submitit.AutoExecutor(folder=tmp_path, cluster="slurm")
+    executor.update_parameters(slurm_partition="gpu", gpus_per_node=4, tasks_per_node=4, timeout_min=600,
+                               slurm_array_parallelism=launcher["array_parallelism"])
+    script = executor._executor._make_submission_file_text("licbench train", "uid")
+    assert "#SBATCH --partition=gpu" in script and "#SBATCH --gpus-per-node=4" in script
+
+
+def test_ddp_trainer_builds_a_ddp_strategy():
+    from hydra.utils import instantiate
+    from pytorch_lightning.strategies import DDPStrategy
+
+    with initialize_config_module("licbench.conf", version_base=None):
+        cfg = compose("train", overrides=["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"])
+    trainer = instantiate(cfg.trainer, logger=False)
+    assert isinstance(trainer.strategy, DDPStrategy) and trainer.num_devices == 2
+
+
+def test_a_new_method_is_one_config(tmp_path, monkeypatch):
+    """A user's class in their own module and a YAML naming it: trained, benchmarked, on the leaderboard."""
+    (tmp_path / "my_codec.py").write_text(textwrap.dedent("""
+        from licbench.lightning_modules.balle2017 import Balle2017
+
+        class Slim(Balle2017):
+            name = "slim"
+    """))
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "slim.yaml").write_text("_target_: my_codec.Slim\nN: 8\nM: 8\nlmbda: 0.02\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    config = [f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"paths.zoo_dir={tmp_path / 'zoo'}"]
+    run_cli("train", "model=slim", "data=synthetic", "logger=none", "trainer.max_steps=5", *config,
+            f"ckpt_path={tmp_path}/zoo/slim/slim.ckpt", f"hydra.run.dir={tmp_path / 'run'}")
+    out = tmp_path / "bench"
+    run_cli("benchmark", "data=synthetic", "logger=none", "codecs=[jpeg,slim]", *config, f"out_dir={out}",
+            f"hydra.run.dir={tmp_path / 'h'}")
+    facts = json.loads((out / "codecs.json").read_text())
+    assert facts["slim"]["params"] == sum(p.numel() for p in Balle2017(N=8, M=8).parameters())
+    assert "| slim |" in (out / "leaderboard.md").read_text()
