@@ -15,9 +15,11 @@ from licbench.codec import CodecError, to_uint8_hwc
 from licbench.datamodules.synthetic import synthetic_image
 from licbench.images import load_image, save_image
 
-# Overrides that make each method small enough to train for a few steps in seconds.
+# Codec config -> (model config, overrides that make it small enough to train a few steps in seconds).
 TINY = {
-    "balle2017": ["model.N=16", "model.M=16"],
+    "balle2017": ("balle2017", ["model.N=16", "model.M=16"]),
+    "fmm": ("fmm", []),
+    "fmm_packed": ("fmm", []),
 }
 SIZES = [(45, 70), (17, 100)]  # neither side a multiple of any stride
 
@@ -25,9 +27,10 @@ SIZES = [(45, 70), (17, 100)]  # neither side a multiple of any stride
 @pytest.fixture(scope="module", params=sorted(TINY))
 def trained(request, tmp_path_factory):
     name = request.param
+    model, overrides = TINY[name]
     out = tmp_path_factory.mktemp(name)
     ckpt = out / f"{name}.ckpt"
-    run_cli("train", f"model={name}", "data=synthetic", "logger=none", "trainer.max_steps=10", *TINY[name],
+    run_cli("train", f"model={model}", "data=synthetic", "logger=none", "trainer.max_steps=10", *overrides,
             f"ckpt_path={ckpt}", f"hydra.run.dir={out / 'run'}")
     with initialize_config_module("licbench.conf", version_base=None):
         cfg = compose("benchmark", overrides=[f"codecs=[{name}]", f"+codec_overrides.{name}.checkpoints={ckpt}"])
@@ -46,7 +49,7 @@ def test_every_size_round_trips_bit_exactly(trained):
             assert first.shape == x.shape and torch.equal(first, second), (name, codec.rate, first.shape)
             assert first.min() >= 0 and first.max() <= 1
             header = Container.from_bytes(data)
-            assert (header.codec, header.height, header.width) == (name, height, width)
+            assert (header.codec, header.height, header.width) == (codec.name, height, width)
 
 
 def test_another_process_encodes_and_decodes_the_same(trained, tmp_path):
