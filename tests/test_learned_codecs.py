@@ -21,6 +21,7 @@ TINY = {
     "fmm": ("fmm", []),
     "fmm_packed": ("fmm", []),
     "jiang2017": ("jiang2017", ["model.com_channels=8", "model.rec_channels=8", "model.depth=4"]),
+    "theis2017": ("theis2017", ["model.N=16", "model.M=16"]),
 }
 SIZES = [(45, 70), (17, 100)]  # neither side a multiple of any stride
 
