@@ -22,6 +22,8 @@ TINY = {
     "fmm_packed": ("fmm", []),
     "jiang2017": ("jiang2017", ["model.com_channels=8", "model.rec_channels=8", "model.depth=4"]),
     "theis2017": ("theis2017", ["model.N=16", "model.M=16"]),
+    **{name: (name, ["model.encoder_channels=[8,16,16,16]", "model.decoder_channels=[16,16,16,16]",
+                     "model.context_channels=8", "model.train_iterations=4"]) for name in ("toderici2017", "toderici2016")},
 }
 SIZES = [(45, 70), (17, 100)]  # neither side a multiple of any stride
 
