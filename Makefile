@@ -31,7 +31,7 @@ test: install
 	LICBENCH_DATASETS=$(DATA) $(PY) -m pytest -q
 
 # The committed Kodak results (results/kodak/: tables, plots, crops, leaderboard), from the committed zoo.
-KODAK_CODECS ?= [jpeg,jpeg2000,webp,avif,balle2017,fmm,fmm_packed]
+KODAK_CODECS ?= [jpeg,jpeg2000,webp,avif,balle2017,theis2017,jiang2017,fmm_packed]
 leaderboard: install
 	$(VENV)/bin/licbench benchmark data=kodak data.root=$(DATA)/kodak codecs=$(KODAK_CODECS) out_dir=results/kodak logger=none crop_image=kodim23
 
