@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError, features
 
+from licbench.bitstream import DEFAULT_MAX_PIXELS
 from licbench.codec import CodecError, UnknownFormat, check_image, from_uint8_hwc, to_uint8_hwc
 
 FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF"}
@@ -41,15 +42,21 @@ class PillowCodec:
 
 
 def decode_pillow(data: bytes, expected_format: str | None = None) -> torch.Tensor:
-    """Decode a JPEG/WebP/AVIF file's bytes to [3, H, W] in [0, 1]."""
+    """Decode a JPEG/WebP/AVIF file's bytes to [3, H, W] in [0, 1]; a declared size over the
+    container's pixel limit is refused before anything is decoded."""
     try:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise UnknownFormat(f"not a {expected_format or 'Pillow-readable'} file") from None
+    except (OSError, SyntaxError, ValueError, RuntimeError, Image.DecompressionBombError) as err:
+        raise CodecError(f"cannot read the {expected_format or 'image'} header: {err}") from None
     with img:
         if expected_format and img.format != expected_format:
             raise UnknownFormat(f"expected a {expected_format} file, got {img.format}")
+        if img.width * img.height > DEFAULT_MAX_PIXELS:
+            raise CodecError(f"declared image size {img.height}x{img.width} exceeds the limit of {DEFAULT_MAX_PIXELS} pixels")
         try:
-            return from_uint8_hwc(np.asarray(img.convert("RGB")))
-        except (OSError, SyntaxError, ValueError) as err:
+            pixels = np.asarray(img.convert("RGB"))
+        except (OSError, SyntaxError, ValueError, RuntimeError) as err:  # AVIF's plugin raises RuntimeError
             raise CodecError(f"cannot decode {img.format} bytes: {err}") from None
+    return from_uint8_hwc(pixels)

@@ -4,7 +4,10 @@ Rows carry real bytes: ``bpp = 8 · len(bytes) / (H · W)``. Outputs in ``out_di
 ``per_image.csv``, ``rd.csv`` (means over images per codec and rate point),
 ``<codec>.json`` (CompressAI's results schema), ``codecs.json`` (parameters, kMAC/pixel,
 training budget and data of each codec), ``rd_psnr.png``, ``rd_msssim.png``, ``crops/``,
-``summary.md``, ``leaderboard.{md,html,csv}`` and ``command.txt``.
+``summary.md``, ``leaderboard.{md,html,csv}``, ``command.txt`` and ``failures.csv`` (a codec that
+raises on an image is recorded there and the run goes on). Tables are written atomically; rows
+are logged as they are measured (``licbench/rowlog.py``), so rerunning an interrupted benchmark
+with the same ``out_dir`` computes only the missing ones.
 """
 from __future__ import annotations
 
@@ -21,13 +24,16 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from licbench import complexity, crops, leaderboard, metrics, report, tracking
-from licbench.codec import Codec, CodecError
+from licbench.atomic import write_atomic
+from licbench.codec import Codec, CodecError, explain
+from licbench.rowlog import RowLog, key
 from licbench.training import git_revision
 from licbench.zoo import configured_codecs, rate_points
 
 COLUMNS = ["codec", "rate", "image", "height", "width", "bytes", "bpp", "psnr", "ms_ssim", "enc_s", "dec_s",
            "bpp_estimate"]
 RD_COLUMNS = ["bpp", "psnr", "ms_ssim", "enc_s", "dec_s", "bpp_estimate"]
+FAILURE_COLUMNS = ["codec", "rate", "image", "error"]
 
 
 def measure(label: str, codec: Codec, name: str, x: torch.Tensor) -> dict:
@@ -49,18 +55,30 @@ def measure(label: str, codec: Codec, name: str, x: torch.Tensor) -> dict:
             else math.nan}
 
 
-def run_codecs(codecs: dict[str, list[Codec]], images: list[tuple[str, torch.Tensor, str]]) -> pd.DataFrame:
-    """Rows for every rate point of every codec (keyed by its config name) on every image."""
+def run_codecs(codecs: dict[str, list[Codec]], images: list[tuple[str, torch.Tensor, str]],
+               log: RowLog) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows for every rate point of every codec (keyed by its config name) on every image, and the
+    failures. Rows in ``log`` are reused, new ones added to it; a codec that raises on an image is
+    a failure row and the run goes on (an interrupt stops it, the log keeps what was measured)."""
     total = sum(len(points) for points in codecs.values()) * len(images)
-    rows = []
+    rows, failures = [], []
     with tqdm(total=total, desc="benchmark", unit="img") as progress, torch.inference_mode():
         for label, points in codecs.items():
             for codec in points:
                 progress.set_postfix_str(f"{label} @ {codec.rate}")
                 for name, x, _ in images:
-                    rows.append(measure(label, codec, name, x))
+                    row = log.get(key(label, codec, name))
+                    if row is None:
+                        try:
+                            row = measure(label, codec, name, x)
+                        except Exception as err:  # any crash on one image is a result, not the end of the run
+                            failures.append([label, codec.rate, name, f"{type(err).__name__}: {explain(err)}"])
+                            progress.update()
+                            continue
+                        log.add(key(label, codec, name), row)
+                    rows.append(row)
                     progress.update()
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=COLUMNS), pd.DataFrame(failures, columns=FAILURE_COLUMNS)
 
 
 def aggregate(per_image: pd.DataFrame) -> pd.DataFrame:
@@ -106,19 +124,20 @@ def codec_facts(points: list[Codec]) -> dict:
             "training": training, "data": "; ".join(data) or "—"}
 
 
-def write_outputs(per_image: pd.DataFrame, out_dir: Path, dataset: str, command: str, revision: str,
-                  notes: list[str], checkpoints: list[dict]) -> dict[str, Path]:
+def write_outputs(per_image: pd.DataFrame, failures: pd.DataFrame, out_dir: Path, dataset: str, command: str,
+                  revision: str, notes: list[str], checkpoints: list[dict]) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     rd = aggregate(per_image)
-    per_image.to_csv(out_dir / "per_image.csv", index=False)
-    rd.to_csv(out_dir / "rd.csv", index=False)
+    write_atomic(out_dir / "per_image.csv", per_image.to_csv(index=False))
+    write_atomic(out_dir / "rd.csv", rd.to_csv(index=False))
+    write_atomic(out_dir / "failures.csv", failures.to_csv(index=False))
     for codec in rd.codec.unique():
         description = f"licbench {codec} on {dataset}; {command}"
-        (out_dir / f"{codec}.json").write_text(json.dumps(compressai_json(rd, codec, description), indent=2))
+        write_atomic(out_dir / f"{codec}.json", json.dumps(compressai_json(rd, codec, description), indent=2))
     plots = {"rd_psnr": report.plot_rd(rd, "psnr", out_dir / "rd_psnr.png", dataset),
              "rd_msssim": report.plot_rd(rd, "ms_ssim", out_dir / "rd_msssim.png", dataset)}
-    (out_dir / "command.txt").write_text(f"{command}\n# git {revision}\n")
-    (out_dir / "summary.md").write_text(report.summary(rd, dataset, command, revision, notes, checkpoints))
+    write_atomic(out_dir / "command.txt", f"{command}\n# git {revision}\n")
+    write_atomic(out_dir / "summary.md", report.summary(rd, dataset, command, revision, notes, checkpoints, failures))
     return plots
 
 
@@ -132,15 +151,24 @@ def run_benchmark(cfg: DictConfig) -> Path:
         notes = sorted({f"{name}: {note}" for name, _, note in images if note})
         codecs = {name: rate_points(name, codec_cfg) for name, codec_cfg in configured_codecs(cfg).items()}
         check_distinct_rates(codecs)
-        per_image = run_codecs(codecs, images)
-        plots = write_outputs(per_image, out_dir, data.name, command, revision, notes, provenance(codecs))
+        log = RowLog(out_dir)
+        if len(log):
+            print(f"resuming: {len(log)} rows already measured in {log.path}")
+        per_image, failures = run_codecs(codecs, images, log)
+        plots = write_outputs(per_image, failures, out_dir, data.name, command, revision, notes, provenance(codecs))
+        if per_image.empty:
+            raise CodecError(f"every codec failed on every image: see {out_dir / 'failures.csv'}")
         facts = {label: codec_facts(points) for label, points in codecs.items()}
-        (out_dir / "codecs.json").write_text(json.dumps(facts, indent=2))
+        write_atomic(out_dir / "codecs.json", json.dumps(facts, indent=2))
         crops.write_crops(codecs, images, per_image, out_dir, cfg.get("crop_image"))
         board = leaderboard.write(out_dir)
         tracking.log_tables(wb, {"per_image": per_image, "rd": aggregate(per_image),
                                  "leaderboard": pd.read_csv(board["csv"])}, {**plots, **crop_images(out_dir)})
     print(f"benchmark results in {out_dir.resolve()}: leaderboard.md/.html, summary.md, rd.csv, per_image.csv, plots, crops/")
+    if not failures.empty:  # the log stays: a rerun retries just these
+        raise CodecError(f"{len(failures)} codec × image runs failed, the rest is in the tables: see "
+                         f"{out_dir / 'failures.csv'} (rerun the same command to retry only those)")
+    log.remove()
     return out_dir
 
 

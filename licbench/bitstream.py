@@ -43,8 +43,7 @@ class Container:
                struct.pack(">IIB", self.height, self.width, len(self.sections))]
         for section in self.sections:
             out += [struct.pack(">I", len(section)), bytes(section)]
-        body = b"".join(out)
-        return body + struct.pack(">I", zlib.crc32(body))
+        return seal(b"".join(out))
 
     @classmethod
     def from_bytes(cls, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> "Container":
@@ -71,6 +70,11 @@ class Container:
         if reader.remaining:
             raise CodecError(f"{reader.remaining} trailing bytes after the last section")
         return cls(codec, height, width, sections, model_id)
+
+
+def seal(body: bytes) -> bytes:
+    """``body`` followed by its CRC-32: the last step of writing a stream."""
+    return body + struct.pack(">I", zlib.crc32(body))
 
 
 def is_container(data: bytes) -> bool:

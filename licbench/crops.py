@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from licbench.atomic import write_atomic
 from licbench.codec import Codec
 from licbench.images import save_image
 
@@ -38,12 +39,14 @@ def write_crops(codecs: dict[str, list[Codec]], images: list[tuple[str, torch.Te
     for target in TARGETS:
         entries = [{"file": "original.png", "caption": "original"}]
         for label, points in codecs.items():
-            curve = rows[rows.codec == label]  # one row per rate point, in the order of ``points``
-            position = nearest(curve, target)
-            codec, row = points[position], curve.iloc[position]
+            curve = rows[rows.codec == label]  # one row per rate point that did not fail on this image
+            if curve.empty:
+                continue
+            row = curve.iloc[nearest(curve, target)]
+            codec = next(codec for codec in points if codec.rate == row.rate)
             file = f"{label}_{target}.png"
             save_image(codec.decode(codec.encode(x))[window], folder / file)
             entries.append({"file": file, "caption": f"{label} @ {row.rate}: {row.bpp:.3f} bpp, {row.psnr:.2f} dB"})
         index["targets"][str(target)] = entries
-    (folder / "crops.json").write_text(json.dumps(index, indent=2))
+    write_atomic(folder / "crops.json", json.dumps(index, indent=2))
     return folder

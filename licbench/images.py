@@ -29,11 +29,13 @@ def load_image(path: str | Path) -> tuple[torch.Tensor, str]:
             return pil_to_tensor(img)
     except (UnidentifiedImageError, OSError) as err:
         raise CodecError(f"{path} is not a readable image ({err})") from None
+    except Image.DecompressionBombError as err:
+        raise CodecError(f"{path} is too large to load: {err}") from None
 
 
 def pil_to_tensor(img: Image.Image) -> tuple[torch.Tensor, str]:
     mode, note = img.mode, ""
-    if mode in ("I;16", "I;16B", "I;16L", "I"):
+    if mode == "I" or mode.startswith("I;16"):
         a = np.asarray(img, dtype=np.float64)
         scale = 65535.0 if a.max() > 255 or mode.startswith("I;16") else 255.0
         a = np.clip(np.round(a / scale * 255), 0, 255).astype(np.uint8)

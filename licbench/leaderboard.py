@@ -21,6 +21,7 @@ import bjontegaard
 import numpy as np
 import pandas as pd
 
+from licbench.atomic import write_atomic
 from licbench.codec import CodecError
 
 ANCHORS = ("jpeg", "jpeg2000")
@@ -160,7 +161,7 @@ def write(in_dir: Path) -> dict[str, Path]:
     title = f"Leaderboard: {in_dir.name}"
     provenance = f"From {in_dir.name}/rd.csv ({per_image.image.nunique()} images). Produced by: {command}"
     paths = {"md": in_dir / "leaderboard.md", "html": in_dir / "leaderboard.html", "csv": in_dir / "leaderboard.csv"}
-    paths["md"].write_text(markdown(table, title, provenance))
-    paths["html"].write_text(html_page(table, title, provenance, in_dir))
-    table.to_csv(paths["csv"], index=False)
+    write_atomic(paths["md"], markdown(table, title, provenance))
+    write_atomic(paths["html"], html_page(table, title, provenance, in_dir))
+    write_atomic(paths["csv"], table.to_csv(index=False))
     return paths

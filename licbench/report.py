@@ -1,6 +1,7 @@
 """RD plots and the benchmark's summary.md."""
 from __future__ import annotations
 
+import io
 import math
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from licbench.atomic import write_atomic  # noqa: E402
 
 LABELS = {"psnr": "PSNR-RGB (dB)", "ms_ssim": "MS-SSIM (dB) = -10 log10(1 - MS-SSIM)"}
 
@@ -25,9 +28,10 @@ def plot_rd(rd: pd.DataFrame, metric: str, path: Path, dataset: str) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
-    return path
+    return write_atomic(path, png.getvalue())
 
 
 def psnr_at(curve: pd.DataFrame, bpp: float) -> float:
@@ -39,13 +43,16 @@ def psnr_at(curve: pd.DataFrame, bpp: float) -> float:
 
 
 def summary(rd: pd.DataFrame, dataset: str, command: str, revision: str, notes: list[str],
-            checkpoints: list[dict]) -> str:
+            checkpoints: list[dict], failures: pd.DataFrame) -> str:
     lines = [f"# Benchmark on {dataset}", "",
              f"- command: `{command}`", f"- git revision: {revision}",
              f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
              "- bpp from real bitstream bytes (headers included); PSNR/MS-SSIM on 8-bit RGB; means over images", ""]
     if notes:
         lines += ["Input conversions: " + "; ".join(notes), ""]
+    if not failures.empty:
+        lines += [f"## Failures ({len(failures)}: not in the means below; failures.csv)", ""]
+        lines += [f"- {f.codec} @ {f.rate} on {f.image}: {f.error}" for f in failures.itertuples()] + [""]
     jpeg = rd[rd.codec == "jpeg"]
     lines += ["| codec | rate | images | bpp | bpp estimate | PSNR (dB) | MS-SSIM | JPEG PSNR at same bpp (Δ) | enc s | dec s |",
               "|---|---|---|---|---|---|---|---|---|---|"]

@@ -77,3 +77,21 @@ def codec_config(name: str, root: DictConfig) -> DictConfig:
 
 def configured_codecs(root: DictConfig) -> dict[str, DictConfig]:
     return {name: codec_config(name, root) for name in root.codecs}
+
+
+def named_rate_points(names: list[str]) -> dict[str, list[Codec]]:
+    """Every rate point of each named codec outside a Hydra app: ``licbench benchmark``'s config
+    (``conf/codec/<name>.yaml``, checkpoints under ``paths.zoo_dir``), as ``codecs=[...]`` would."""
+    from hydra import compose, initialize_config_module
+
+    for name in names:
+        if not (name.isascii() and name.replace("_", "").isalnum()):
+            raise CodecError(f"bad codec name {name!r}: expected the name of a conf/codec/*.yaml, e.g. jpeg or balle2017")
+    with initialize_config_module("licbench.conf", version_base=None):
+        cfg = compose("benchmark", overrides=[f"codecs=[{','.join(names)}]"])
+        return {name: rate_points(name, node) for name, node in configured_codecs(cfg).items()}
+
+
+def extreme_points(points: list[Codec]) -> list[Codec]:
+    """The lowest and highest rate points of a list in rate order (the one point of a single-point list)."""
+    return [points[0], points[-1]] if len(points) > 1 else list(points)

@@ -17,7 +17,7 @@ from compressai.layers import GDN
 from compressai.models.utils import conv, deconv
 
 from licbench.codec import CodecError
-from licbench.lightning_modules.base import LearnedCodec, zero_padded
+from licbench.lightning_modules.base import LearnedCodec, decode_canonical
 
 
 class Balle2017(LearnedCodec):
@@ -41,6 +41,7 @@ class Balle2017(LearnedCodec):
     def decompress(self, sections: list[bytes], height: int, width: int) -> torch.Tensor:
         if len(sections) != 1:
             raise CodecError(f"{self.name} stream must have 1 section, got {len(sections)}")
-        shape = (height // self.stride, width // self.stride)
-        y_hat = self.entropy_bottleneck.decompress([zero_padded(sections[0], self.hparams.M * shape[0] * shape[1])], shape)
-        return self.g_s(y_hat)
+        bottleneck = self.entropy_bottleneck
+        indexes = bottleneck._build_indexes((1, self.hparams.M, height // self.stride, width // self.stride))
+        symbols = decode_canonical(bottleneck, sections[0], indexes, self.name)
+        return self.g_s(symbols + bottleneck._extend_ndims(bottleneck._get_medians(), 2))

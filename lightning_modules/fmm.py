@@ -119,6 +119,9 @@ class FMM(LearnedCodec):
             codes = codes @ (1 << np.arange(bits - 1, -1, -1))
         else:
             cdfs, lengths = self._tables(sections[1], count)  # validated before anything is allocated
+            least = n * sum(PRECISION - math.log2(max(np.diff(cdf))) for cdf in cdfs)  # bits at each table's best
+            if 8 * len(sections[2]) + 64 < least:
+                raise CodecError(f"fmm rANS payload of {len(sections[2])} bytes is too short for {height}x{width} pixels")
             codes = np.array(RansDecoder().decode_with_indexes(zero_padded(sections[2], 3 * n), self._indexes(n), cdfs,
                                                                lengths, [0, 0, 0]))
         if codes.min() < 0 or codes.max() >= count:
