@@ -37,9 +37,13 @@ leaderboard: install
 
 kodak: leaderboard
 
-# Speed ratios against compressai and a bare PyTorch loop (figures, not a test).
+# Speed figures (not tests): overheads against compressai and a bare PyTorch loop, the benchmark
+# stage against compressai.utils.bench, and each codec's encode+decode time on one Kodak image.
+TIMED_CODECS ?= jpeg,jpeg2000,webp,avif,fmm,balle2017,theis2017,cheng2018,wcae,nowcae,toderici2017,jiang2017
 speed: install
 	$(PY) -m licbench.speed --image $(DATA)/kodak/kodim01.png --checkpoint $$(ls results/zoo/balle2017/*.ckpt | head -1) --out results/speed.md
+	$(PY) -m licbench.suite_speed --images $(DATA)/kodak --out results/suite_speed.md
+	$(PY) -m licbench.coding_time --image $(DATA)/kodak/kodim01.png --codecs $(TIMED_CODECS) --out results/coding_time.md
 
 clean:
 	rm -rf outputs wandb .pytest_cache

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from compressai.entropy_models import EntropyModel
 from compressai.models import CompressionModel
 from pytorch_lightning.callbacks import Timer
 
@@ -48,6 +49,36 @@ def zero_padded(section: bytes, symbols: int) -> bytes:
     word, bypass-coded values end on zero nibbles, and garbage consumes at most its own length.
     """
     return bytes(section) + bytes(8 * (len(section) + symbols) + 64)
+
+
+MAX_CODE = 2**15  # |symbol| a rANS section may carry: encoders clamp to it, decoders refuse more
+
+
+def least_bits(entropy_model, indexes: torch.Tensor) -> float:
+    """The fewest bits rANS can code symbols of these CDF ``indexes`` in: each costs at least
+    −log₂ of the largest probability in its quantized CDF."""
+    cdf = entropy_model._quantized_cdf.long()
+    largest = (cdf[:, 1:] - cdf[:, :-1]).amax(dim=1).clamp(min=1)
+    cost = entropy_model.entropy_coder_precision - torch.log2(largest.double())
+    return float(torch.bincount(indexes.flatten(), minlength=len(cost)).double() @ cost)
+
+
+def decode_canonical(entropy_model, section: bytes, indexes: torch.Tensor, name: str) -> torch.Tensor:
+    """Decode a rANS section through ``entropy_model`` and refuse it unless it is exactly the coding
+    of the symbols it decodes to (rANS decodes any bytes; the coder is canonical, so truncated,
+    extended or forged sections re-code differently). A section too short for its symbol count (a
+    forged image size) is refused before any decoding, and symbols beyond ±MAX_CODE before
+    re-coding: CompressAI's encoder never returns on the extreme values garbage can decode to.
+    The coder is CompressAI's on integer symbols (``EntropyModel``'s, which ``EntropyBottleneck``
+    overrides to add its medians)."""
+    if 8 * len(section) + 64 < least_bits(entropy_model, indexes):
+        raise CodecError(f"corrupt {name} stream: {len(section)} bytes are too few to code {indexes.numel()} symbols")
+    symbols = EntropyModel.decompress(entropy_model, [zero_padded(section, indexes.numel())], indexes)
+    if symbols.abs().max() > MAX_CODE:
+        raise CodecError(f"corrupt {name} stream: code values beyond ±{MAX_CODE}")
+    if EntropyModel.compress(entropy_model, symbols, indexes)[0] != section:
+        raise CodecError(f"corrupt {name} stream: the section is not the rANS coding of what it decodes to")
+    return symbols
 
 
 class LearnedCodec(pl.LightningModule, CompressionModel):

@@ -37,7 +37,7 @@ from compressai.layers import ResidualBlock, subpel_conv3x3
 from compressai.models.utils import update_registered_buffers
 
 from licbench.codec import CodecError
-from licbench.lightning_modules.base import LearnedCodec, zero_padded
+from licbench.lightning_modules.base import MAX_CODE, LearnedCodec, decode_canonical
 
 
 def straight_through(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -115,7 +115,6 @@ class GaussianScaleMixture(EntropyModel):
 class Theis2017(LearnedCodec):
     name = "theis2017"
     stride = 8
-    max_code = 2**15  # |code values| a stream may carry; the encoder clamps, the decoder refuses more
 
     def __init__(self, N: int = 128, M: int = 96, scales: int = 6, mean=(0.434, 0.443, 0.367),
                  std=(0.249, 0.234, 0.242), gsm_lr_scale: float = 1.0, **training):
@@ -140,7 +139,7 @@ class Theis2017(LearnedCodec):
         return {"x_hat": self.decode_latent(y_hat), "likelihoods": {"y": likelihoods}}
 
     def compress(self, x: torch.Tensor) -> list[bytes]:
-        y = self.encode_latent(x).clamp(-self.max_code, self.max_code)
+        y = self.encode_latent(x).clamp(-MAX_CODE, MAX_CODE)
         return self.gsm.compress(y, self.gsm.indexes(y.shape))
 
     def decompress(self, sections: list[bytes], height: int, width: int) -> torch.Tensor:
@@ -148,12 +147,7 @@ class Theis2017(LearnedCodec):
             raise CodecError(f"{self.name} stream must have 1 section, got {len(sections)}")
         shape = (1, self.hparams.M, height // self.stride, width // self.stride)
         indexes = self.gsm.indexes(shape)
-        y_hat = self.gsm.decompress([zero_padded(sections[0], math.prod(shape))], indexes)
-        if y_hat.abs().max() > self.max_code:
-            raise CodecError(f"corrupt {self.name} stream: code values beyond ±{self.max_code}")
-        if self.gsm.compress(y_hat, indexes)[0] != sections[0]:  # rANS is canonical: garbage re-codes differently
-            raise CodecError(f"corrupt {self.name} stream: the section is not the coding of the code it decodes to")
-        return self.decode_latent(y_hat)
+        return self.decode_latent(decode_canonical(self.gsm, sections[0], indexes, self.name))
 
     def configure_optimizers(self):
         gsm = list(self.gsm.parameters())

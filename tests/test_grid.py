@@ -25,8 +25,10 @@ def results(tmp_path) -> pd.DataFrame:
     return pd.read_csv(tmp_path / "grids" / "g" / "grid.csv").sort_values("overrides").reset_index(drop=True)
 
 
-def test_local_grid_runs_jobs_in_parallel_and_a_rerun_completes_it(tmp_path):
-    grid(tmp_path, "launcher=local", "model.lmbda=0.01,0.02")
+def test_local_grid_runs_jobs_in_parallel_and_a_rerun_completes_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.path.dirname(__file__))  # the jobs import grid_rendezvous
+    rendezvous = f"+trainer.callbacks=[{{_target_:grid_rendezvous.Rendezvous,directory:{tmp_path / 'arrived'},timeout:120}}]"
+    grid(tmp_path, "launcher=local", "model.lmbda=0.01,0.02", rendezvous)
     first = results(tmp_path)
     assert list(first.status) == ["done", "done"] and first.pid.nunique() == 2
     assert first.start.max() < first.end.min(), "the two jobs did not run at the same time"
@@ -34,7 +36,7 @@ def test_local_grid_runs_jobs_in_parallel_and_a_rerun_completes_it(tmp_path):
         assert torch.load(ckpt, weights_only=True)["meta"]["budget"]["threads"] == max(1, os.cpu_count() // 2)
 
     os.remove(first.ckpt_path[1])  # as if the grid had been killed before its second job finished
-    grid(tmp_path, "launcher=local", "model.lmbda=0.01,0.02")
+    grid(tmp_path, "launcher=local", "model.lmbda=0.01,0.02", rendezvous)
     assert list(results(tmp_path).status) == ["skipped", "done"]
 
     out = tmp_path / "bench"

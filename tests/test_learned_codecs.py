@@ -18,10 +18,12 @@ from licbench.images import load_image, save_image
 # Codec config -> (model config, overrides that make it small enough to train a few steps in seconds).
 TINY = {
     "balle2017": ("balle2017", ["model.N=16", "model.M=16"]),
+    "cheng2018": ("cheng2018", ["model.channels=[8,8,16,16,16,32]", "model.pca_batches=1"]),
     "fmm": ("fmm", []),
     "fmm_packed": ("fmm", []),
     "jiang2017": ("jiang2017", ["model.com_channels=8", "model.rec_channels=8", "model.depth=4"]),
     "theis2017": ("theis2017", ["model.N=16", "model.M=16"]),
+    **{name: (name, ["model.N=8", "model.M=16"]) for name in ("wcae", "nowcae")},
     **{name: (name, ["model.encoder_channels=[8,16,16,16]", "model.decoder_channels=[16,16,16,16]",
                      "model.context_channels=8", "model.train_iterations=4"]) for name in ("toderici2017", "toderici2016")},
 }
