@@ -32,7 +32,8 @@ def ms_ssim(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     """MS-SSIM of two [3, H, W] images in [0, 1]; NaN when the image is too small for 5 scales."""
     if min(x.shape[-2:]) < MS_SSIM_MIN_SIDE:
         return math.nan
-    a, b = (to_uint8_levels(t).float().unsqueeze(0) for t in (x, x_hat))
+    # channels-last: pytorch_msssim's depthwise Gaussian convolutions run ~3x faster on CPU
+    a, b = (to_uint8_levels(t).float().unsqueeze(0).contiguous(memory_format=torch.channels_last) for t in (x, x_hat))
     return _ms_ssim(a, b, data_range=255).item()
 
 
