@@ -7,18 +7,15 @@ is timed at the middle of its rate grid, best of ``--repeats`` runs (the first r
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_module
 
 from licbench import complexity
 from licbench.cli import CONF_DIR  # noqa: F401  (registers the resolvers the configs use)
 from licbench.images import load_image
-from licbench.training import git_revision
-from licbench.zoo import configured_codecs, rate_points
+from licbench.speed import write_figures
+from licbench.zoo import named_rate_points
 
 
 def best_time(fn, repeats: int) -> float:
@@ -47,9 +44,7 @@ def main() -> None:
     parser.add_argument("--out", help="also write the table, with this command and the git revision, to a Markdown file")
     args = parser.parse_args()
     x, _ = load_image(args.image)
-    with initialize_config_module("licbench.conf", version_base=None):
-        cfg = compose("benchmark", overrides=[f"codecs=[{args.codecs}]"])
-        codecs = {name: rate_points(name, node) for name, node in configured_codecs(cfg).items()}
+    codecs = named_rate_points(args.codecs.split(","))
     lines = [f"| codec ({torch.get_num_threads()} threads, {x.shape[2]}x{x.shape[1]}, best of {args.repeats}) "
              "| rate point | bpp | parameters | encode | decode | encode+decode |", "|---|---|---|---|---|---|---|"]
     for name, points in codecs.items():
@@ -58,12 +53,8 @@ def main() -> None:
         lines.append(f"| {name} | {t['rate']} | {t['bpp']:.3f} | {'–' if params is None else f'{params:,}'} | {t['encode'] * 1e3:.0f} ms "
                      f"| {t['decode'] * 1e3:.0f} ms | {(t['encode'] + t['decode']):.2f} s |")
         print(lines[-1], flush=True)
-    table = "\n".join(lines)
     if args.out:
-        command = "python -m licbench.coding_time " + " ".join(sys.argv[1:])
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(f"# Encode+decode time per image\n\n- command: `{command}`\n"
-                                  f"- git revision: {git_revision()}\n\n{table}\n")
+        write_figures(args.out, "Encode+decode time per image", "licbench.coding_time", "\n".join(lines))
 
 
 if __name__ == "__main__":

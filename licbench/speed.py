@@ -131,8 +131,14 @@ def main() -> None:
         f"| {lightning * 1000:.1f} ms | {bare * 1000:.1f} ms | {lightning / bare:.3f} |"])
     print(table)
     if args.out:
-        command = "python -m licbench.speed " + " ".join(sys.argv[1:])
-        Path(args.out).write_text(f"# Speed\n\n- command: `{command}`\n- git revision: {git_revision()}\n\n{table}\n")
+        write_figures(args.out, "Speed", "licbench.speed", table)
+
+
+def write_figures(out: str, title: str, module: str, table: str) -> None:
+    """A Markdown file of figures: ``table`` under the command that made it and the git revision."""
+    command = f"python -m {module} " + " ".join(sys.argv[1:])
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(f"# {title}\n\n- command: `{command}`\n- git revision: {git_revision()}\n\n{table}\n")
 
 
 if __name__ == "__main__":

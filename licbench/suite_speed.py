@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_module
 
-from licbench.training import git_revision
+from licbench.speed import write_figures
 
 LICBENCH = str(Path(sys.executable).parent / "licbench")
 
@@ -57,8 +57,7 @@ def main() -> None:
         f"| `python -m compressai.utils.bench jpeg -q {qualities}` | {reference:.1f} s | 1.00 |"])
     print(table)
     if args.out:
-        command = "python -m licbench.suite_speed " + " ".join(sys.argv[1:])
-        Path(args.out).write_text(f"# Benchmark-stage speed\n\n- command: `{command}`\n- git revision: {git_revision()}\n\n{table}\n")
+        write_figures(args.out, "Benchmark-stage speed", "licbench.suite_speed", table)
 
 
 if __name__ == "__main__":

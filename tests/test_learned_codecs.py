@@ -41,7 +41,7 @@ def trained(request, tmp_path_factory):
     with initialize_config_module("licbench.conf", version_base=None):
         cfg = compose("benchmark", overrides=[f"codecs=[{name}]", f"+codec_overrides.{name}.checkpoints={ckpt}"])
         points = zoo.rate_points(name, zoo.configured_codecs(cfg)[name])
-    return name, ckpt, [points[0], points[-1]] if len(points) > 1 else points
+    return name, ckpt, zoo.extreme_points(points)
 
 
 def test_every_size_round_trips_bit_exactly(trained):
