@@ -2,6 +2,7 @@
 
 Offline by default (``logger.mode=offline``: runs are written under ``logger.dir`` and
 uploaded later with ``wandb sync``), online when configured, skipped with ``logger=none``.
+Trained checkpoints are logged as ``model`` artifacts.
 Every run is finished, with a failing exit code when the job raised.
 """
 from __future__ import annotations
@@ -31,7 +32,9 @@ def lightning_logger(logger_cfg: DictConfig, config: DictConfig, job_type: str =
         return False
     from pytorch_lightning.loggers import WandbLogger
 
-    return WandbLogger(job_type=job_type, config=OmegaConf.to_container(config, resolve=True), **_settings(logger_cfg))
+    settings = _settings(logger_cfg)
+    return WandbLogger(job_type=job_type, config=OmegaConf.to_container(config, resolve=True),
+                       save_dir=settings.pop("dir"), **settings)  # Lightning ignores ``dir`` beside its default save_dir
 
 
 @contextmanager
@@ -61,6 +64,17 @@ def log_tables(wb, tables: dict, images: dict[str, Path]) -> None:
 
     wb.log({**{name: wandb.Table(dataframe=df) for name, df in tables.items()},
             **{name: wandb.Image(str(path)) for name, path in images.items()}})
+
+
+def log_checkpoint(logger, path: Path, model_id: str, meta: dict) -> None:
+    """A trained checkpoint as a W&B ``model`` artifact named by its model id (uploaded with the
+    run when online, by ``wandb sync`` when offline); no-op for ``logger=none``."""
+    if logger:
+        import wandb
+
+        artifact = wandb.Artifact(model_id, type="model", metadata=meta)
+        artifact.add_file(str(path))
+        logger.experiment.log_artifact(artifact)
 
 
 def finish_lightning(logger) -> None:

@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from licbench import tracking
+from licbench.atomic import write_atomic
 from licbench.checkpoint import read_checkpoint, save_checkpoint
 from licbench.codec import explain
 
@@ -46,9 +47,7 @@ def write_result(ckpt_path: str, result: dict) -> None:
     """``result.json`` beside the checkpoint, written atomically."""
     path = Path(ckpt_path).with_name("result.json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"result.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(result, indent=2))
 
 
 def train_job(cfg: DictConfig) -> str | None:
@@ -92,18 +91,19 @@ def train(cfg: DictConfig) -> str:
     start = time.time()
     try:
         trainer.fit(model, datamodule=data)
+        meta = {
+            "data": OmegaConf.to_container(cfg.data, resolve=True),
+            "budget": {"max_time": str(cfg.trainer.get("max_time")), "max_steps": int(cfg.trainer.get("max_steps", -1)),
+                       "steps": int(trainer.global_step), "train_seconds": round(time.time() - start, 1),
+                       "threads": torch.get_num_threads()},
+            "init_from": str(cfg.get("init_from") or ""),
+            "command": " ".join(["licbench train", *HydraConfig.get().overrides.task]),
+            "git": git_revision(),
+            "torch": str(torch.__version__),
+        }
+        path = save_checkpoint(model, cfg.ckpt_path, OmegaConf.to_container(cfg.model, resolve=True), meta)
+        tracking.log_checkpoint(logger, path, model.model_id, meta)
     finally:
         tracking.finish_lightning(logger)
-    meta = {
-        "data": OmegaConf.to_container(cfg.data, resolve=True),
-        "budget": {"max_time": str(cfg.trainer.get("max_time")), "max_steps": int(cfg.trainer.get("max_steps", -1)),
-                   "steps": int(trainer.global_step), "train_seconds": round(time.time() - start, 1),
-                   "threads": torch.get_num_threads()},
-        "init_from": str(cfg.get("init_from") or ""),
-        "command": " ".join(["licbench train", *HydraConfig.get().overrides.task]),
-        "git": git_revision(),
-        "torch": str(torch.__version__),
-    }
-    path = save_checkpoint(model, cfg.ckpt_path, OmegaConf.to_container(cfg.model, resolve=True), meta)
     print(f"checkpoint: {path}  ({model.model_id}, {trainer.global_step} steps)")
     return str(path)
