@@ -14,7 +14,7 @@ import torch
 from licbench import complexity
 from licbench.cli import CONF_DIR  # noqa: F401  (registers the resolvers the configs use)
 from licbench.images import load_image
-from licbench.speed import write_figures
+from licbench.figures import write_figures
 from licbench.zoo import named_rate_points
 
 

@@ -20,7 +20,7 @@ import torch
 
 from licbench.codec import CodecError
 from licbench.images import IMAGE_SUFFIXES, load_image
-from licbench.training import git_revision
+from licbench.figures import write_figures
 from licbench.zoo import extreme_points, named_rate_points
 
 FRESH_SECONDS = 3600  # a fresh process decoding every stream
@@ -86,8 +86,8 @@ def decode_manifest(manifest: str) -> None:
                 torch.save(points[point].decode(Path(stream).read_bytes()).clone(), Path(stream).with_suffix(".fresh.pt"))
 
 
-def markdown(rows: list[Row], header: list[str]) -> str:
-    lines = [*header, "", "| codec | rate points | images | streams | byte mismatches | pixel mismatches |",
+def markdown(rows: list[Row]) -> str:
+    lines = ["| codec | rate points | images | streams | byte mismatches | pixel mismatches |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r.codec} | {', '.join(r.rates)} | {r.images} | {len(r.streams)} | {len(r.byte_mismatches)} "
@@ -113,22 +113,18 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.images and args.codecs):
         parser.error("--images and --codecs are required")
     images = image_files(args.images)
-    command = "python -m licbench.determinism " + " ".join(sys.argv[1:] if argv is None else argv)
-    header = ["# Determinism", "", f"- command: `{command}`",
-              f"- git revision: {git_revision()}",
-              "- each image encoded twice in one process (byte mismatches), decoded there and again in a fresh process "
-              "(pixel mismatches: decoded float tensors compared bit for bit); lowest and highest rate point of each codec"]
     with tempfile.TemporaryDirectory() as work:
         rows = []
         for name in (name for name in args.codecs.split(",") if name):
             rows.append(code_here(name, images, Path(work)))
             print(f"{name}: {len(rows[-1].streams)} streams, {len(rows[-1].byte_mismatches)} byte mismatches", flush=True)
         decode_fresh(rows, Path(work))
-    table = markdown(rows, header)
+    table = markdown(rows)
     print(table)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(table + "\n")
+        write_figures(args.out, "Determinism", "licbench.determinism", table, argv, [
+            "each image encoded twice in one process (byte mismatches), decoded there and again in a fresh process "
+            "(pixel mismatches: decoded float tensors compared bit for bit); lowest and highest rate point of each codec"])
     return int(any(r.byte_mismatches or r.pixel_mismatches for r in rows))
 
 

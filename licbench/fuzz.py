@@ -31,14 +31,13 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from PIL import Image
 
 from licbench.bitstream import DEFAULT_MAX_PIXELS, Container, is_container, seal
 from licbench.codec import CodecError
-from licbench.training import git_revision
+from licbench.figures import write_figures
 from licbench.zoo import extreme_points, named_rate_points
 
 STARTUP_SECONDS = 300  # loading a codec in a fresh worker, on a loaded machine
@@ -423,8 +422,8 @@ def fuzz_codec(name: str, seconds: float, seed: int, timeout: float, memory: int
     return tally
 
 
-def markdown(tallies: list[Tally], header: list[str]) -> str:
-    lines = [*header, "", "| codec | rate points | cases | clean (refused / decoded) | unclean | examples of unclean cases |",
+def markdown(tallies: list[Tally]) -> str:
+    lines = ["| codec | rate points | cases | clean (refused / decoded) | unclean | examples of unclean cases |",
              "|---|---|---|---|---|---|"]
     for t in tallies:
         examples = "<br>".join(e.replace("|", "/") for e in t.examples()) or "—"
@@ -449,22 +448,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = [name for name in args.codecs.split(",") if name]
     seconds = (args.seconds if args.seconds is not None else 60 * args.minutes) / max(len(names), 1)
-    header = ["# Decoder fuzzing", "", f"- command: `python -m licbench.fuzz {' '.join(sys.argv[1:] if argv is None else argv)}`",
-              f"- git revision: {git_revision()}",
-              f"- seed {args.seed}; {seconds:.0f} s per codec; per case: {args.timeout:g} s, {args.memory_gb:g} GiB of "
-              "address space over the loaded codec, one thread",
-              "- clean: `CodecError`, or a float [3, H, W] image in [0, 1] of the declared size; unclean: any other "
-              "exception, a timeout, a crash, memory over the bound, or another output"]
+    notes = [f"seed {args.seed}; {seconds:.0f} s per codec; per case: {args.timeout:g} s, {args.memory_gb:g} GiB of "
+             "address space over the loaded codec, one thread",
+             "clean: `CodecError`, or a float [3, H, W] image in [0, 1] of the declared size; unclean: any other "
+             "exception, a timeout, a crash, memory over the bound, or another output"]
     tallies = []
     for name in names:
         tallies.append(fuzz_codec(name, seconds, args.seed, args.timeout, int(args.memory_gb * 2**30)))
         t = tallies[-1]
         print(f"{name}: {t.cases} cases, {t.cases - t.clean} unclean" + (f" ({t.note})" if t.note else ""), flush=True)
-    table = markdown(tallies, header)
+    table = markdown(tallies)
     print(table)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(table + "\n")
+        write_figures(args.out, "Decoder fuzzing", "licbench.fuzz", table, argv, notes)
     return int(any(t.cases > t.clean or t.note for t in tallies))
 
 

@@ -26,10 +26,9 @@ import numpy as np
 from PIL import Image
 
 import licbench.coding  # noqa: F401  (imported once here, not in every forked cell)
-from licbench.atomic import write_atomic
 from licbench.cli import CONF_DIR  # also registers the resolvers the configs use
+from licbench.figures import write_figures
 from licbench.images import load_image
-from licbench.training import git_revision
 
 CODECS = ["jpeg", "jpeg2000", "webp", "avif", "fmm", "fmm_packed", "balle2017", "theis2017", "jiang2017",
           "toderici2017", "cheng2018", "wcae"]
@@ -183,8 +182,8 @@ def codec_weights(name: str) -> tuple[list[str], str | None]:
     return [f"weights={paths[0]}"], None
 
 
-def markdown(results: dict[str, dict[str, Cell]], kinds: list[str], header: list[str]) -> str:
-    lines = [*header, "", "| codec | " + " | ".join(kinds) + " |", "|---" * (len(kinds) + 1) + "|"]
+def markdown(results: dict[str, dict[str, Cell]], kinds: list[str]) -> str:
+    lines = ["| codec | " + " | ".join(kinds) + " |", "|---" * (len(kinds) + 1) + "|"]
     for codec, cells in results.items():
         lines.append(f"| {codec} | " + " | ".join(cells[kind].verdict.replace("|", "/") for kind in kinds) + " |")
     if BIG in kinds and results:
@@ -214,18 +213,16 @@ def main(argv: list[str] | None = None) -> None:
     known = sorted(path.stem for path in Path(CONF_DIR, "codec").glob("*.yaml"))
     if unknown := [codec for codec in codecs if codec not in known]:
         parser.error(f"unknown codecs {unknown}; choose from {known}")
-    command = "python -m licbench.oddimages " + " ".join(sys.argv[1:] if argv is None else argv)
     weights = {codec: codec_weights(codec) for codec in codecs}
-    header = ["# Odd images through every codec", "", f"- command: `{command}`", f"- git revision: {git_revision()}",
-              f"- each cell: `licbench encode` then `licbench decode` (the CLI's own main) in one child process "
-              f"under a {args.memory_gb:g} GB address-space limit; ok = decoded at the loaded input's size, "
-              "refused = a one-line `licbench: error`, CRASH = anything else",
-              f"- sizes are width x height; the other kinds are {BASE[1]}x{BASE[0]} (the EXIF one is stored "
-              f"{BASE[1]}x{BASE[0]} with orientation 6: {BASE[0]}x{BASE[1]} once rotated)",
-              f"- {os.cpu_count()} CPU cores, shared with whatever else the machine was running"]
-    header += [f"- {codec}: {found[0].removeprefix('weights=')} at the config's default rate"
-               for codec, (found, _) in weights.items() if found]
-    header += [f"- {codec}: not run, {why}" for codec, (_, why) in weights.items() if why]
+    notes = [f"each cell: `licbench encode` then `licbench decode` (the CLI's own main) in one child process "
+             f"under a {args.memory_gb:g} GB address-space limit; ok = decoded at the loaded input's size, "
+             "refused = a one-line `licbench: error`, CRASH = anything else",
+             f"sizes are width x height; the other kinds are {BASE[1]}x{BASE[0]} (the EXIF one is stored "
+             f"{BASE[1]}x{BASE[0]} with orientation 6: {BASE[0]}x{BASE[1]} once rotated)",
+             f"{os.cpu_count()} CPU cores, shared with whatever else the machine was running"]
+    notes += [f"{codec}: {found[0].removeprefix('weights=')} at the config's default rate"
+              for codec, (found, _) in weights.items() if found]
+    notes += [f"{codec}: not run, {why}" for codec, (_, why) in weights.items() if why]
     results = {}
     with tempfile.TemporaryDirectory(prefix="oddimages-") as tmp:
         images = write_images(Path(tmp), kinds)
@@ -236,10 +233,9 @@ def main(argv: list[str] | None = None) -> None:
             for kind, image in images.items():
                 results[codec][kind] = try_codec([f"codec={codec}"], found, image, Path(tmp), args.memory_gb)
                 print(f"{codec:>12} {kind:>18}: {results[codec][kind].verdict}", flush=True)
-    text = markdown(results, kinds, header)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.out, text)
-    print(text)
+    table = markdown(results, kinds)
+    write_figures(args.out, "Odd images through every codec", "licbench.oddimages", table, argv, notes)
+    print(table)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import time
-from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -24,7 +22,7 @@ from torch.utils.data import DataLoader
 from licbench.checkpoint import load_checkpoint
 from licbench.images import load_image
 from licbench.lightning_modules.balle2017 import Balle2017
-from licbench.training import git_revision
+from licbench.figures import write_figures
 
 
 def best_of_alternating(first, second, repeats: int) -> tuple[float, float]:
@@ -132,13 +130,6 @@ def main() -> None:
     print(table)
     if args.out:
         write_figures(args.out, "Speed", "licbench.speed", table)
-
-
-def write_figures(out: str, title: str, module: str, table: str) -> None:
-    """A Markdown file of figures: ``table`` under the command that made it and the git revision."""
-    command = f"python -m {module} " + " ".join(sys.argv[1:])
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(f"# {title}\n\n- command: `{command}`\n- git revision: {git_revision()}\n\n{table}\n")
 
 
 if __name__ == "__main__":

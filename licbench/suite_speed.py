@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_module
 
-from licbench.speed import write_figures
+from licbench.figures import write_figures
 
 LICBENCH = str(Path(sys.executable).parent / "licbench")
 
