@@ -1,6 +1,8 @@
-"""A test-only Lightning callback: each job of a grid waits at the start of training until
-``parties`` jobs have arrived (or ``timeout`` s pass), so concurrent jobs are seen to overlap
-however fast or slow their start-up is, and jobs run one after another are not."""
+"""Test-only Lightning callbacks for grids. ``Rendezvous``: each job waits at the start of training
+until ``parties`` jobs have arrived (or ``timeout`` s pass), so concurrent jobs are seen to overlap
+however fast or slow their start-up is, and jobs run one after another are not. ``Hang``: the job
+with ``lmbda`` stops at the start of training while the file ``flag`` exists, so that a test can
+kill the grid in the middle of it."""
 import os
 import time
 from pathlib import Path
@@ -17,4 +19,17 @@ class Rendezvous(pl.Callback):
         (self.directory / str(os.getpid())).touch()
         deadline = time.time() + self.timeout
         while len(list(self.directory.iterdir())) < self.parties and time.time() < deadline:
+            time.sleep(0.1)
+
+
+class Hang(pl.Callback):
+    def __init__(self, flag: str, lmbda: float, timeout: float = 600.0):
+        self.flag, self.lmbda, self.timeout = Path(flag), lmbda, timeout
+
+    def on_train_start(self, trainer, pl_module):
+        if pl_module.hparams.lmbda != self.lmbda or not self.flag.exists():
+            return
+        self.flag.with_suffix(".started").touch()
+        deadline = time.time() + self.timeout
+        while self.flag.exists() and time.time() < deadline:
             time.sleep(0.1)

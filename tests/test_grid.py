@@ -1,8 +1,11 @@
-"""Multirun grids: parallel jobs, reruns that complete a grid, failures that do not stop it,
+"""Multirun grids: parallel jobs, a grid killed mid-way and rerun, failures that do not stop it,
 the Slurm and DDP configs, and a new method added by config alone."""
 import json
 import os
+import signal
+import subprocess
 import textwrap
+import time
 
 import pandas as pd
 import submitit
@@ -10,8 +13,9 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from conftest import run_cli
+from conftest import LICBENCH, run_cli
 from licbench.cli import CONF_DIR  # noqa: F401  (registers the resolvers the configs use)
+from licbench.grid import grid_results
 from licbench.lightning_modules.balle2017 import Balle2017
 
 TINY = ["model=balle2017", "data=synthetic", "logger=none", "trainer.max_steps=5", "model.N=8", "model.M=8"]
@@ -25,7 +29,7 @@ def results(tmp_path) -> pd.DataFrame:
     return pd.read_csv(tmp_path / "grids" / "g" / "grid.csv").sort_values("overrides").reset_index(drop=True)
 
 
-def test_local_grid_runs_jobs_in_parallel_and_a_rerun_completes_it(tmp_path, monkeypatch):
+def test_local_grid_runs_jobs_in_parallel_and_both_land_in_one_leaderboard(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.path.dirname(__file__))  # the jobs import grid_rendezvous
     rendezvous = f"+trainer.callbacks=[{{_target_:grid_rendezvous.Rendezvous,directory:{tmp_path / 'arrived'},timeout:120}}]"
     grid(tmp_path, "launcher=local", "model.lmbda=0.01,0.02", rendezvous)
@@ -34,10 +38,6 @@ def test_local_grid_runs_jobs_in_parallel_and_a_rerun_completes_it(tmp_path, mon
     assert first.start.max() < first.end.min(), "the two jobs did not run at the same time"
     for ckpt in first.ckpt_path:
         assert torch.load(ckpt, weights_only=True)["meta"]["budget"]["threads"] == max(1, os.cpu_count() // 2)
-
-    os.remove(first.ckpt_path[1])  # as if the grid had been killed before its second job finished
-    grid(tmp_path, "launcher=local", "model.lmbda=0.01,0.02", rendezvous)
-    assert list(results(tmp_path).status) == ["skipped", "done"]
 
     out = tmp_path / "bench"
     run_cli("benchmark", "data=synthetic", "logger=none", "codecs=[jpeg,balle2017]", f"out_dir={out}",
@@ -48,6 +48,31 @@ def test_local_grid_runs_jobs_in_parallel_and_a_rerun_completes_it(tmp_path, mon
     assert not rows.duplicated(["codec", "rate", "image"]).any() and len(rows) == (3 + 2) * 2
     board = (out / "leaderboard.md").read_text()
     assert "| balle2017 | 2 |" in board and "| jpeg | 3 |" in board
+
+
+def test_a_grid_killed_mid_way_reruns_only_its_missing_job(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.path.dirname(__file__))  # the jobs import grid_rendezvous
+    flag = tmp_path / "hang.flag"
+    flag.touch()
+    args = ["model.lmbda=0.01,0.02", f"+trainer.callbacks=[{{_target_:grid_rendezvous.Hang,flag:{flag},lmbda:0.02}}]"]
+    command = [LICBENCH, "train", "-m", *TINY, *args, f"paths.log_dir={tmp_path}", "grid=g"]
+    killed = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not flag.with_suffix(".started").exists() and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert flag.with_suffix(".started").exists(), "the second job never started"
+    os.killpg(killed.pid, signal.SIGKILL)  # the grid dies in the middle of its second job
+    killed.wait()
+    first = grid_results(tmp_path / "grids" / "g")  # the killed grid wrote no grid.csv: its jobs' result.json
+    assert list(first.status) == ["done"] and first.ckpt_path[0].endswith(".ckpt")
+    finished = os.stat(first.ckpt_path[0]).st_mtime_ns
+
+    flag.unlink()
+    grid(tmp_path, *args)
+    again = results(tmp_path)
+    assert list(again.status) == ["skipped", "done"] and again.overrides.is_unique
+    assert os.stat(again.ckpt_path[0]).st_mtime_ns == finished  # the finished job was not run again
+    assert all(torch.load(path, weights_only=True)["state_dict"] for path in again.ckpt_path)
 
 
 def test_a_failed_job_is_reported_and_the_others_finish(tmp_path):
