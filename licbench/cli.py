@@ -78,6 +78,12 @@ def _guarded(task):
             _fail(explain(err))
         except MissingMandatoryValue as err:
             _fail(f"missing value: pass {err.full_key}=...")
+        except MemoryError:
+            _fail("out of memory (a smaller image, or a lower LICBENCH_MAX_PIXELS for untrusted streams)")
+        except RuntimeError as err:  # torch reports a failed allocation as a RuntimeError
+            if "can't allocate memory" not in str(err):
+                raise
+            _fail(f"out of memory: {explain(err)}")
 
     return run
 

@@ -103,6 +103,7 @@ def markdown(rows: list[Row]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", help="a directory of images (e.g. Kodak)")
+    parser.add_argument("--limit", type=int, help="only the first N images, in name order (for slow codecs)")
     parser.add_argument("--codecs", help="comma-separated names of conf/codec/*.yaml")
     parser.add_argument("--out", help="also write the table, with the command and the git revision, to a Markdown file")
     parser.add_argument("--decode", metavar="MANIFEST", help=argparse.SUPPRESS)  # the fresh process
@@ -112,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not (args.images and args.codecs):
         parser.error("--images and --codecs are required")
-    images = image_files(args.images)
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1")
+    images = image_files(args.images)[:args.limit]
     with tempfile.TemporaryDirectory() as work:
         rows = []
         for name in (name for name in args.codecs.split(",") if name):

@@ -3,6 +3,7 @@ import torch
 
 from conftest import run_cli
 from licbench.bitstream import Container
+from licbench.cli import _guarded
 from licbench.images import load_image, save_image
 
 
@@ -64,3 +65,23 @@ def test_bad_inputs_are_one_line_errors(tmp_path, png):
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     proc = run_cli("frobnicate", check=False)
     assert proc.returncode == 2 and "usage" in proc.stderr
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 767994852 bytes")])
+def test_running_out_of_memory_is_a_one_line_error(error, capsys):
+    def task(cfg):
+        raise error
+
+    with pytest.raises(SystemExit) as exit_:
+        _guarded(task)(None)
+    assert exit_.value.code == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("licbench: error: out of memory")
+
+
+def test_other_runtime_errors_are_not_called_out_of_memory():
+    def task(cfg):
+        raise RuntimeError("shapes do not match")
+
+    with pytest.raises(RuntimeError, match="shapes"):
+        _guarded(task)(None)
