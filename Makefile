@@ -30,8 +30,8 @@ benchmark: install
 test: install
 	LICBENCH_DATASETS=$(DATA) $(PY) -m pytest -q
 
-# The committed Kodak results, from the committed zoo (about 25 minutes each on 2 cores; run them
-# in parallel with `make -j3 kodak-main kodak-supplement kodak-toderici`):
+# The committed Kodak results, from the committed zoo (25-45 minutes each on 2 cores; in parallel,
+# `make -j2 ...`, each run is best given one thread: OMP_NUM_THREADS=1 or threads=1):
 # results/kodak/ (tables, plots, crops, leaderboard), results/kodak-supplement/ (FMM's 5-21 bpp,
 # which overlap nothing else) and results/kodak-toderici/ (rANS and raw bits; Toderici takes ~0.5 s
 # per iteration and image, and encode, decode and the estimate each run k iterations).

@@ -145,6 +145,8 @@ def run_benchmark(cfg: DictConfig) -> Path:
     out_dir = Path(cfg.out_dir)
     command = " ".join(["licbench benchmark", *HydraConfig.get().overrides.task])
     revision = git_revision()  # before anything is written
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     data = instantiate(cfg.data)
     with tracking.run(cfg.logger, cfg, job_type="benchmark") as wb:
         images = list(data.images())
