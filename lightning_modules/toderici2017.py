@@ -69,7 +69,7 @@ class Toderici2017(LearnedCodec):
                  decoder_hidden_kernels: list = (1, 1, 3, 3), bits: int = 32, reconstruction: str = "oneshot",
                  max_iterations: int = 16, train_iterations: int = 16, context_channels: int = 32,
                  prob_levels: int = 64, bce_weight: float = 1.0, init_gain: float | None = 2.0, lr: float = 5e-4,
-                 **training):
+                 max_pixels: int = 16_000_000, **training):
         super().__init__(lr=lr, **training)
         if len(encoder_channels) != 4 or len(decoder_channels) != 4 or any(c % 4 for c in decoder_channels):
             raise ValueError("encoder_channels and decoder_channels: 4 widths each, decoder widths divisible by 4")
@@ -199,9 +199,17 @@ class Toderici2017(LearnedCodec):
         n = len(self._cdfs)
         return RansEncoder().encode_with_indexes(symbols, indexes, self._cdfs, [4] * n, [0] * n)
 
+    def _check_size(self, height: int, width: int) -> None:
+        """The RNN is not tiled: its LSTM states cover the whole image (0.67 GB per megapixel with
+        the CPU recipe's widths, results/robustness/odd_images.md), so larger images are refused."""
+        if height * width > self.hparams.max_pixels:
+            raise CodecError(f"{self.name}: a {height}x{width} image is over this model's limit of "
+                             f"{self.hparams.max_pixels} pixels (model.max_pixels; its LSTM states are not tiled)")
+
     def compress(self, x: torch.Tensor, iterations: int | None = None, bitstream: str = "rans") -> list[bytes]:
         k = iterations or self.hparams.max_iterations
         self._check_setting(k, bitstream)
+        self._check_size(*x.shape[-2:])
         out = self(x, iterations=k)
         symbols = (out["bits"] > 0).to(torch.uint8)  # [1, k·bits, h, w]: iteration-major, a progressive prefix
         if bitstream == "raw":
@@ -219,6 +227,7 @@ class Toderici2017(LearnedCodec):
         if kind >= len(KINDS):
             raise CodecError(f"{self.name} stream has unknown bitstream kind {kind}")
         self._check_setting(k, KINDS[kind])
+        self._check_size(height, width)
         shape = (1, self.hparams.bits, height // self.stride, width // self.stride)
         bits = (self._raw_bits if kind == 0 else self._rans_bits)(sections[1], k, shape)
         decoder, x_hat = [None] * 4, torch.full((1, 3, height, width), 0.5, device=self.device)

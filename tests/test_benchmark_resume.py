@@ -123,3 +123,12 @@ def test_write_atomic_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         write_atomic(path, "new\n")
     assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["rd.csv"]
+
+
+def test_write_atomic_gives_the_permissions_open_would(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = write_atomic(tmp_path / "rd.csv", "rows\n")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's owner-only 0o600

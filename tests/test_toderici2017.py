@@ -88,6 +88,16 @@ def test_raw_payload_is_32_bits_per_block_per_iteration():
     assert len(sections(odd)[1]) == 5 * 32 * 15 // 8
 
 
+def test_images_over_the_pixel_limit_are_refused_before_coding():
+    model, x = Toderici2017(**TINY, max_pixels=32 * 48), synthetic_image(32, 48, seed=1)
+    data = model.encode(x, iterations=2)
+    with pytest.raises(CodecError, match="over this model's limit"):
+        model.encode(synthetic_image(48, 48, seed=1), iterations=2)
+    model.hparams.max_pixels = 32 * 32
+    with pytest.raises(CodecError, match="over this model's limit"):
+        model.decode(data)
+
+
 def test_entropy_coded_stream_is_smaller_than_raw_after_training(trained):
     model, batch = trained[:2]
     size = {kind: sum(len(sections(model.encode(x, iterations=4, bitstream=kind))[1]) for x in batch)
