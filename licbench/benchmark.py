@@ -125,7 +125,8 @@ def codec_facts(points: list[Codec]) -> dict:
 
 
 def write_outputs(per_image: pd.DataFrame, failures: pd.DataFrame, out_dir: Path, dataset: str, command: str,
-                  revision: str, notes: list[str], checkpoints: list[dict]) -> dict[str, Path]:
+                  revision: str, notes: list[str], checkpoints: list[dict]) -> tuple[pd.DataFrame, dict[str, Path]]:
+    """The tables, plots, CompressAI JSON, command and summary; returns the RD table and the plots."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rd = aggregate(per_image)
     write_atomic(out_dir / "per_image.csv", per_image.to_csv(index=False))
@@ -138,7 +139,7 @@ def write_outputs(per_image: pd.DataFrame, failures: pd.DataFrame, out_dir: Path
              "rd_msssim": report.plot_rd(rd, "ms_ssim", out_dir / "rd_msssim.png", dataset)}
     write_atomic(out_dir / "command.txt", f"{command}\n# git {revision}\n")
     write_atomic(out_dir / "summary.md", report.summary(rd, dataset, command, revision, notes, checkpoints, failures))
-    return plots
+    return rd, plots
 
 
 def run_benchmark(cfg: DictConfig) -> Path:
@@ -157,14 +158,14 @@ def run_benchmark(cfg: DictConfig) -> Path:
         if len(log):
             print(f"resuming: {len(log)} rows already measured in {log.path}")
         per_image, failures = run_codecs(codecs, images, log)
-        plots = write_outputs(per_image, failures, out_dir, data.name, command, revision, notes, provenance(codecs))
+        rd, plots = write_outputs(per_image, failures, out_dir, data.name, command, revision, notes, provenance(codecs))
         if per_image.empty:
             raise CodecError(f"every codec failed on every image: see {out_dir / 'failures.csv'}")
         facts = {label: codec_facts(points) for label, points in codecs.items()}
         write_atomic(out_dir / "codecs.json", json.dumps(facts, indent=2))
         crops.write_crops(codecs, images, per_image, out_dir, cfg.get("crop_image"))
         board = leaderboard.write(out_dir)
-        tracking.log_tables(wb, {"per_image": per_image, "rd": aggregate(per_image),
+        tracking.log_tables(wb, {"per_image": per_image, "rd": rd,
                                  "leaderboard": pd.read_csv(board["csv"])}, {**plots, **crop_images(out_dir)})
     print(f"benchmark results in {out_dir.resolve()}: leaderboard.md/.html, summary.md, rd.csv, per_image.csv, plots, crops/")
     if not failures.empty:  # the log stays: a rerun retries just these

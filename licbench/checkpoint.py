@@ -7,28 +7,28 @@ The model class named by the checkpoint's ``_target_`` must be a codec module (a
 """
 from __future__ import annotations
 
-import os
+import io
 import pickle
 from pathlib import Path
 
 import torch
 from hydra.utils import get_class
 
+from licbench.atomic import write_atomic
 from licbench.codec import CodecError
 
 FORMAT = "licbench-checkpoint/1"
 
 
 def save_checkpoint(module: torch.nn.Module, path: str | Path, model_config: dict, meta: dict) -> Path:
-    """Write atomically (temporary file, then rename)."""
+    """Write atomically (``licbench.atomic``): a killed job leaves no half checkpoint behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "state_dict": module.state_dict(), "model": model_config,
                "meta": {**meta, "model_id": module.model_id}}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return write_atomic(path, buffer.getvalue())
 
 
 def read_checkpoint(path: str | Path) -> dict:

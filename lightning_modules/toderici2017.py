@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from compressai.ans import RansDecoder, RansEncoder
 from torch import nn
+from torch.func import functional_call
 
 from licbench.codec import CodecError
 from licbench.lightning_modules.base import LearnedCodec, RatePoint, zero_padded
@@ -123,11 +124,13 @@ class Toderici2017(LearnedCodec):
         out = torch.tanh(self.output(h)) / 2
         return out + (x_hat if self.hparams.reconstruction == "additive" else 0.5)
 
-    def _logits(self, previous: torch.Tensor | None, t: int, shape: torch.Size) -> torch.Tensor:
-        """Logits of P(bit = +1) at iteration ``t`` given the bits of iteration ``t − 1``."""
-        logits = self.bit_bias[t][None, :, None, None].expand(shape)
+    def _logits(self, previous: torch.Tensor | None, t: int, shape: torch.Size,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Logits of P(bit = +1) at iteration ``t`` given the bits of iteration ``t − 1``, in ``dtype``."""
+        logits = self.bit_bias[t].to(dtype)[None, :, None, None].expand(shape)
         if self.context is not None and previous is not None:
-            logits = logits + self.context(previous)
+            weights = {name: p.to(dtype) for name, p in self.context.named_parameters()}
+            logits = logits + functional_call(self.context, weights, (previous.to(dtype),))
         return logits
 
     def forward(self, x: torch.Tensor, iterations: int | None = None, bitstream: str = "rans") -> dict:
@@ -185,13 +188,7 @@ class Toderici2017(LearnedCodec):
         decoder run it on different tensors, and float32 convolutions can differ in the last bits
         between calls (seen on Kodak: a 5e-6 logit difference moved one bit of 49,152 to the next
         level, and the stream did not decode); in float64 a level boundary is practically never crossed."""
-        logits = self.bit_bias[t].double()[None, :, None, None].expand(shape)
-        if self.context is not None and previous is not None:
-            h = previous.double()
-            for layer in self.context:
-                h = F.conv2d(h, layer.weight.double(), layer.bias.double(), padding=layer.padding) \
-                    if isinstance(layer, nn.Conv2d) else layer(h)
-            logits = logits + h
+        logits = self._logits(previous, t, shape, torch.float64)
         levels = self.hparams.prob_levels
         return (torch.sigmoid(logits) * levels).floor().clamp(0, levels - 1).int().flatten().tolist()
 
