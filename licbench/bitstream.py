@@ -23,8 +23,8 @@ MAGIC = b"LICB"
 VERSION = 2
 MAX_SECTIONS = 64
 # Declared sizes above this are refused before decoding. 40 MP covers 8K UHD (33 MP) and 24 MP
-# cameras, and bounds a forged JPEG 2000 decode (OpenJPEG's int32 planes, then the float image:
-# ~27 bytes per pixel) to about 1.1 GB.
+# cameras; a forged 64 MP JPEG 2000 needed over 2 GiB to decode, at 40 MP the fuzzer's 2 GiB
+# bound holds (results/robustness/fuzz.md).
 MAX_PIXELS_SETTING = os.environ.get("LICBENCH_MAX_PIXELS", "40000000")
 if not MAX_PIXELS_SETTING.isdigit():
     raise ValueError(f"LICBENCH_MAX_PIXELS must be a whole number of pixels, not {MAX_PIXELS_SETTING!r}")
