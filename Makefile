@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/datasets
 
-.PHONY: install openjpeg benchmark test leaderboard kodak-main kodak-supplement kodak-toderici kodak speed clean
+.PHONY: install openjpeg benchmark lint test leaderboard kodak-main kodak-supplement kodak-toderici kodak speed clean
 
 install: $(STAMP)
 
@@ -27,7 +27,10 @@ openjpeg:
 benchmark: install
 	$(VENV)/bin/licbench benchmark
 
-test: install
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install lint
 	LICBENCH_DATASETS=$(DATA) $(PY) -m pytest -q
 
 # The committed Kodak results, from the committed zoo (25-45 minutes each on 2 cores; in parallel,
@@ -52,9 +55,9 @@ kodak: leaderboard
 # stage against compressai.utils.bench, and each codec's encode+decode time on one Kodak image.
 TIMED_CODECS ?= jpeg,jpeg2000,webp,avif,fmm,balle2017,theis2017,cheng2018,wcae,nowcae,toderici2017,jiang2017
 speed: install
-	$(PY) -m licbench.speed --image $(DATA)/kodak/kodim01.png --checkpoint $$(ls results/zoo/balle2017/*.ckpt | head -1) --out results/speed.md
-	$(PY) -m licbench.suite_speed --images $(DATA)/kodak --out results/suite_speed.md
-	$(PY) -m licbench.coding_time --image $(DATA)/kodak/kodim01.png --codecs $(TIMED_CODECS) --out results/coding_time.md
+	$(PY) -m licbench.tools.speed --image $(DATA)/kodak/kodim01.png --checkpoint $$(ls results/zoo/balle2017/*.ckpt | head -1) --out results/speed.md
+	$(PY) -m licbench.tools.suite_speed --images $(DATA)/kodak --out results/suite_speed.md
+	$(PY) -m licbench.tools.coding_time --image $(DATA)/kodak/kodim01.png --codecs $(TIMED_CODECS) --out results/coding_time.md
 
 clean:
 	rm -rf outputs wandb .pytest_cache

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from licbench.codec import CodecError, UnknownFormat, check_image, from_uint8_hwc, to_uint8_hwc
+from licbench.core.codec import Codec, CodecError, UnknownFormat, check_image
+from licbench.core.images import from_uint8_hwc, to_uint8_hwc
 
 J2K_MAGIC = b"\xff\x4f\xff\x51"  # SOC + SIZ markers of a raw codestream
 JP2_MAGIC = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
@@ -38,7 +39,7 @@ def glymur():
     return _glymur
 
 
-class Jpeg2000Codec:
+class Jpeg2000Codec(Codec):
     """One target rate of JPEG 2000; ``rate`` is the target in bits per pixel."""
 
     def __init__(self, rate: float = 0.5, name: str = "jpeg2000", numres: int = 6):

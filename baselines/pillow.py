@@ -11,14 +11,15 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError, features
 
-from licbench.bitstream import DEFAULT_MAX_PIXELS
-from licbench.codec import CodecError, UnknownFormat, check_image, from_uint8_hwc, to_uint8_hwc
+from licbench.core.bitstream import DEFAULT_MAX_PIXELS
+from licbench.core.codec import Codec, CodecError, UnknownFormat, check_image
+from licbench.core.images import from_uint8_hwc, to_uint8_hwc
 
 FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF"}
 _FEATURES = {"JPEG": "jpg", "WEBP": "webp", "AVIF": "avif"}
 
 
-class PillowCodec:
+class PillowCodec(Codec):
     """One quality setting of a Pillow image codec; ``rate`` is the quality (1..100)."""
 
     def __init__(self, format: str = "jpeg", rate: int = 75, name: str | None = None):

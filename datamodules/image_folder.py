@@ -10,8 +10,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from licbench.codec import CodecError
-from licbench.images import IMAGE_SUFFIXES, load_image
+from licbench.core.codec import CodecError
+from licbench.core.images import IMAGE_SUFFIXES, load_image
 
 
 class ImageSet(pl.LightningDataModule):

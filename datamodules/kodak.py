@@ -9,7 +9,7 @@ import hashlib
 import urllib.request
 from pathlib import Path
 
-from licbench.codec import CodecError
+from licbench.core.codec import CodecError
 from licbench.datamodules.image_folder import ImageFolder
 
 MIRROR = "https://r0k.us/graphics/kodak/kodak/{name}"

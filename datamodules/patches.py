@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from licbench.codec import CodecError
+from licbench.core.codec import CodecError
 from licbench.datamodules.image_folder import ImageFolder
 
 

@@ -5,7 +5,8 @@ from typing import Iterator
 
 import torch
 
-from licbench.codec import CodecError, from_uint8_hwc
+from licbench.core.codec import CodecError
+from licbench.core.images import from_uint8_hwc
 from licbench.datamodules.image_folder import ImageSet
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")

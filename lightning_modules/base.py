@@ -1,7 +1,9 @@
-"""Shared base of every learned codec: RD training in Lightning and the codec contract.
+"""Shared base of every learned codec: RD training in Lightning and the codec plumbing.
 
 - Loss (Ballé et al. 2017, eq. 2 in CompressAI's convention): ``λ · 255² · MSE + bpp``,
   the rate being ``Σ −log₂ p(ŷ) / (B·H·W)`` over the model's likelihoods.
+- Mixed precision (``trainer.precision=bf16-mixed``): the transforms run in bfloat16, the entropy
+  models in float32, so that likelihoods and the rate term keep full precision (:meth:`on_fit_start`).
 - Two optimizers (manual optimization): the network, and the auxiliary one that fits the
   entropy bottlenecks' quantiles (CompressAI's ``aux_loss``).
 - A budget-aware learning rate: linear warm-up, then cosine decay to ``lr · lr_min_ratio``
@@ -15,16 +17,17 @@
 A method subclasses :class:`LearnedCodec` and implements ``forward(x)`` -> ``{"x_hat",
 "likelihoods": {name: tensor}}`` (noisy in training), ``compress(x)`` -> container sections
 for a padded batch of one, and ``decompress(sections, height, width)`` -> the padded
-reconstruction ``[1, 3, height, width]``.
+reconstruction ``[1, 3, height, width]``, from the shared layers in ``layers.py`` and the entropy
+models and rANS guards in ``entropy.py``.
 
 A model that offers several rate points from one set of weights (iterations of an RNN, the
 precision of a quantizer, an inner codec's quality) overrides ``rate_points(**points)`` to
-return :class:`RatePoint` views; each passes its ``setting`` as keyword arguments to
+return :class:`licbench.core.codec.RatePoint` views; each passes its ``setting`` as keyword arguments to
 ``compress`` and ``forward``, and the stream itself must say what ``decompress`` needs.
 """
 from __future__ import annotations
 
-import hashlib
+import functools
 import math
 from contextlib import contextmanager
 
@@ -35,53 +38,13 @@ from compressai.entropy_models import EntropyModel
 from compressai.models import CompressionModel
 from pytorch_lightning.callbacks import Timer
 
-from licbench.bitstream import Container
-from licbench.codec import CodecError, check_image
-from licbench.metrics import psnr
+from licbench.core.bitstream import Container
+from licbench.core.codec import Codec, CodecError, check_image, weights_id
+from licbench.core.metrics import psnr
+from licbench.lightning_modules.entropy import BitContextModel
 
 
-def zero_padded(section: bytes, symbols: int) -> bytes:
-    """A rANS section with trailing zero words for the decoder to read into.
-
-    CompressAI's rANS decoder reads 32-bit words with no bounds check; a hostile or
-    truncated section would make it read past the buffer. Appending zeros — which a valid
-    stream never reaches — bounds every read: each symbol takes at most one renormalisation
-    word, bypass-coded values end on zero nibbles, and garbage consumes at most its own length.
-    """
-    return bytes(section) + bytes(8 * (len(section) + symbols) + 64)
-
-
-MAX_CODE = 2**15  # |symbol| a rANS section may carry: encoders clamp to it, decoders refuse more
-
-
-def least_bits(entropy_model, indexes: torch.Tensor) -> float:
-    """The fewest bits rANS can code symbols of these CDF ``indexes`` in: each costs at least
-    −log₂ of the largest probability in its quantized CDF."""
-    cdf = entropy_model._quantized_cdf.long()
-    largest = (cdf[:, 1:] - cdf[:, :-1]).amax(dim=1).clamp(min=1)
-    cost = entropy_model.entropy_coder_precision - torch.log2(largest.double())
-    return float(torch.bincount(indexes.flatten(), minlength=len(cost)).double() @ cost)
-
-
-def decode_canonical(entropy_model, section: bytes, indexes: torch.Tensor, name: str) -> torch.Tensor:
-    """Decode a rANS section through ``entropy_model`` and refuse it unless it is exactly the coding
-    of the symbols it decodes to (rANS decodes any bytes; the coder is canonical, so truncated,
-    extended or forged sections re-code differently). A section too short for its symbol count (a
-    forged image size) is refused before any decoding, and symbols beyond ±MAX_CODE before
-    re-coding: CompressAI's encoder never returns on the extreme values garbage can decode to.
-    The coder is CompressAI's on integer symbols (``EntropyModel``'s, which ``EntropyBottleneck``
-    overrides to add its medians)."""
-    if 8 * len(section) + 64 < least_bits(entropy_model, indexes):
-        raise CodecError(f"corrupt {name} stream: {len(section)} bytes are too few to code {indexes.numel()} symbols")
-    symbols = EntropyModel.decompress(entropy_model, [zero_padded(section, indexes.numel())], indexes)
-    if symbols.abs().max() > MAX_CODE:
-        raise CodecError(f"corrupt {name} stream: code values beyond ±{MAX_CODE}")
-    if EntropyModel.compress(entropy_model, symbols, indexes)[0] != section:
-        raise CodecError(f"corrupt {name} stream: the section is not the rANS coding of what it decodes to")
-    return symbols
-
-
-class LearnedCodec(pl.LightningModule, CompressionModel):
+class LearnedCodec(pl.LightningModule, CompressionModel, Codec):
     name = "learned"
     stride = 1  # total downsampling of the analysis transform: inputs are padded to a multiple
 
@@ -124,7 +87,8 @@ class LearnedCodec(pl.LightningModule, CompressionModel):
         optimizers[0].zero_grad()
         self.manual_backward(terms["loss"])
         if self.hparams.clip_grad_norm:
-            self.clip_gradients(optimizers[0], gradient_clip_val=self.hparams.clip_grad_norm, gradient_clip_algorithm="norm")
+            self.clip_gradients(optimizers[0], gradient_clip_val=self.hparams.clip_grad_norm,
+                                gradient_clip_algorithm="norm")
         optimizers[0].step()
         if len(optimizers) > 1:
             aux_loss = self.aux_loss()
@@ -165,35 +129,29 @@ class LearnedCodec(pl.LightningModule, CompressionModel):
         self.log_dict({"val/loss": terms["loss"], "val/bpp_estimate": terms["bpp"], "val/psnr": mean_psnr},
                       prog_bar=True, batch_size=len(batch))
 
+    def on_fit_start(self) -> None:
+        if "mixed" not in str(self.trainer.precision):
+            return
+        for module in self.modules():
+            if isinstance(module, (EntropyModel, BitContextModel)) and not hasattr(module.forward, "in_float32"):
+                module.forward = in_float32(module.forward, self.device.type)
+
     def on_train_end(self) -> None:
         self.update(force=True)
-
-    # --- rate points --------------------------------------------------------------------
-    def rate_points(self, **points) -> list:
-        """The codecs this model offers (``points``: the codec config's ``points:``); one by default."""
-        if points:
-            raise CodecError(f"{self.name} has one rate point per checkpoint; it takes no points {sorted(points)}")
-        return [self]
-
-    def at_rate(self, rate, **points):
-        """The rate point labelled ``rate`` (``licbench encode codec.rate=...``)."""
-        found = [codec for codec in self.rate_points(**points) if str(codec.rate) == str(rate)]
-        if not found:
-            offered = ", ".join(str(codec.rate) for codec in self.rate_points(**points))
-            raise CodecError(f"{self.name} has no rate point {rate!r}; it offers {offered}")
-        return found[0]
 
     # --- the codec contract -------------------------------------------------------------
     @property
     def model_id(self) -> str:
         """A short hash of the weights (entropy tables included); stored in every stream."""
         if self._model_id is None:
-            digest = hashlib.sha256()
-            for key, tensor in sorted(self.state_dict().items()):
-                digest.update(key.encode())
-                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-            self._model_id = f"{self.name}-{digest.hexdigest()[:16]}"
+            self._model_id = weights_id(self.name, self.state_dict())
         return self._model_id
+
+    @model_id.setter
+    def model_id(self, value: str) -> None:  # a checkpoint's id, hashed on its weights as stored
+        self._model_id = value
+
+    network = property(lambda self: self)
 
     def load_state_dict(self, state_dict, strict: bool = True):
         self._model_id = None
@@ -255,24 +213,13 @@ class LearnedCodec(pl.LightningModule, CompressionModel):
         return (0, -width % s, 0, -height % s)
 
 
-class RatePoint:
-    """One rate point of a multi-rate model: shares its weights, encodes with ``setting``."""
+def in_float32(forward, device_type: str):
+    """``forward`` with autocast off and its floating-point tensor arguments in float32."""
+    @functools.wraps(forward)
+    def run(*args, **kwargs):
+        args = [a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
+        with torch.autocast(device_type, enabled=False):
+            return forward(*args, **kwargs)
 
-    def __init__(self, model: LearnedCodec, rate, **setting):
-        self.model, self.rate, self.setting = model, rate, setting
-
-    name = property(lambda self: self.model.name)
-    model_id = property(lambda self: self.model.model_id)
-    checkpoint_meta = property(lambda self: getattr(self.model, "checkpoint_meta", {}))
-
-    def encode(self, x: torch.Tensor) -> bytes:
-        return self.model.encode(x, **self.setting)
-
-    def decode(self, data: bytes) -> torch.Tensor:
-        return self.model.decode(data)
-
-    def estimate_bits(self, x: torch.Tensor) -> float:
-        return self.model.estimate_bits(x, **self.setting)
-
-    def __repr__(self) -> str:
-        return f"RatePoint({self.name} @ {self.rate})"
+    run.in_float32 = True
+    return run

@@ -34,8 +34,9 @@ from compressai.entropy_models import GaussianConditional
 from compressai.models.utils import conv
 from torch import nn
 
-from licbench.codec import CodecError
-from licbench.lightning_modules.base import MAX_CODE, LearnedCodec, RatePoint, decode_canonical
+from licbench.core.codec import CodecError, RatePoint
+from licbench.lightning_modules.base import LearnedCodec
+from licbench.lightning_modules.entropy import MAX_CODE, decode_canonical
 
 LABEL = re.compile(r"B(\d+)K(\d+)")
 
@@ -49,7 +50,7 @@ class Cheng2018(LearnedCodec):
                  pca_batches: int = 64, **training):
         super().__init__(**training)
         if len(channels) != 6:
-            raise ValueError(f"{self.name}: 6 channel counts (3 down-units of 2 convolutions), got {list(channels)}")
+            raise CodecError(f"{self.name}: 6 channel counts (3 down-units of 2 convolutions), got {list(channels)}")
         widths, encoder, decoder = [3, *channels], [], []
         for i, (a, b) in enumerate(zip(widths, widths[1:])):
             encoder += [conv(a, b, 3, 1 + i % 2), nn.PReLU(b)]
@@ -146,7 +147,8 @@ class Cheng2018(LearnedCodec):
         header, payload = sections
         precision, components = self._setting(header[0], header[1])
         if len(header) != 2 + components:
-            raise CodecError(f"{self.name} setting section has {len(header)} bytes, K={components} needs {2 + components}")
+            raise CodecError(f"{self.name} setting section has {len(header)} bytes, "
+                             f"K={components} needs {2 + components}")
         indexes = torch.tensor(list(header[2:]), device=self.device)
         if indexes.max() >= len(self.gaussian.scale_table):
             raise CodecError(f"{self.name} stream names a scale index beyond the table ({indexes.max().item()})")

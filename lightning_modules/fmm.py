@@ -27,11 +27,11 @@ import torch
 from compressai.ans import RansDecoder, RansEncoder
 from compressai.entropy_models.entropy_models import pmf_to_quantized_cdf
 
-from licbench.codec import CodecError
-from licbench.lightning_modules.base import LearnedCodec, RatePoint, zero_padded
+from licbench.core.codec import CodecError, RatePoint
+from licbench.lightning_modules.base import LearnedCodec
+from licbench.lightning_modules.entropy import PRECISION, check_length, fewest_bits, zero_padded
 
 PACKED, RANS = 0, 1
-PRECISION = 16  # compressai's rANS coder: frequencies sum to 2^16
 
 
 def levels(modulus: int) -> int:
@@ -119,9 +119,7 @@ class FMM(LearnedCodec):
             codes = codes @ (1 << np.arange(bits - 1, -1, -1))
         else:
             cdfs, lengths = self._tables(sections[1], count)  # validated before anything is allocated
-            least = n * sum(PRECISION - math.log2(max(np.diff(cdf))) for cdf in cdfs)  # bits at each table's best
-            if 8 * len(sections[2]) + 64 < least:
-                raise CodecError(f"fmm rANS payload of {len(sections[2])} bytes is too short for {height}x{width} pixels")
+            check_length(sections[2], n * float(fewest_bits(cdfs).sum()), 3 * n, self.name)
             codes = np.array(RansDecoder().decode_with_indexes(zero_padded(sections[2], 3 * n), self._indexes(n), cdfs,
                                                                lengths, [0, 0, 0]))
         if codes.min() < 0 or codes.max() >= count:

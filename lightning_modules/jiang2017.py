@@ -47,8 +47,9 @@ from torch import nn
 
 from licbench.baselines.jpeg2000 import Jpeg2000Codec, decode_jpeg2000
 from licbench.baselines.pillow import PillowCodec, decode_pillow
-from licbench.codec import CodecError
-from licbench.lightning_modules.base import LearnedCodec, RatePoint
+from licbench.core.codec import CodecError, RatePoint
+from licbench.lightning_modules.base import LearnedCodec
+from licbench.lightning_modules.layers import straight_through
 
 CHANNELS_LAST = torch.channels_last  # ~1.5x faster 3x3 convolutions on CPU (oneDNN)
 INNER = {  # name: (encoder at a quality, decoder, Pillow's name of the format for reading its header)
@@ -139,7 +140,8 @@ class Jiang2017(LearnedCodec):
     def rd_loss(self, x: torch.Tensor, out: dict) -> dict:
         """MSE only (the paper has no rate term); ``bpp``: the inner files' real size."""
         mse = F.mse_loss(out["x_hat"], x)
-        return {"loss": mse, "mse": mse, "bpp": torch.tensor(8.0 * out["bytes"] / (x.shape[0] * x.shape[2] * x.shape[3]))}
+        bpp = torch.tensor(8.0 * out["bytes"] / (x.shape[0] * x.shape[2] * x.shape[3]))
+        return {"loss": mse, "mse": mse, "bpp": bpp}
 
     def configure_optimizers(self):
         return [torch.optim.Adam(self.rec.parameters(), lr=self.hparams.lr),
@@ -152,7 +154,8 @@ class Jiang2017(LearnedCodec):
             optimizer.zero_grad()
             self.manual_backward(loss)
             if self.hparams.clip_grad_norm:
-                self.clip_gradients(optimizer, gradient_clip_val=self.hparams.clip_grad_norm, gradient_clip_algorithm="norm")
+                self.clip_gradients(optimizer, gradient_clip_val=self.hparams.clip_grad_norm,
+                                    gradient_clip_algorithm="norm")
             step()
         return loss.detach()
 
@@ -170,7 +173,7 @@ class Jiang2017(LearnedCodec):
             # θ1: ComCNN through the updated RecCNN, the codec taken as the identity (in the backward pass only
             # with straight_through). The raw optimizer steps: global_step counts RecCNN steps.
             compact = compact.clamp(0, 1)  # the codec's input range: no gradient pushes values past it
-            coded = compact + (decoded - compact).detach() if self.hparams.straight_through else compact
+            coded = straight_through(compact, decoded) if self.hparams.straight_through else compact
             terms["train/com_loss"] = self._update(opt_com, lambda: F.mse_loss(self.reconstruct(coded), batch),
                                                    opt_com.optimizer.step)
         self.log_dict(terms, prog_bar=True)

@@ -28,88 +28,14 @@ Assumptions (the configurable ones are arguments in conf/model/theis2017.yaml):
 """
 from __future__ import annotations
 
-import math
-
 import torch
-from torch import nn
-from compressai.entropy_models import EntropyModel
 from compressai.layers import ResidualBlock, subpel_conv3x3
-from compressai.models.utils import update_registered_buffers
+from torch import nn
 
-from licbench.codec import CodecError
-from licbench.lightning_modules.base import MAX_CODE, LearnedCodec, decode_canonical
-
-
-def straight_through(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``y`` forward, identity gradient to ``x``."""
-    return x + (y - x).detach()
-
-
-def mirror_conv(in_ch: int, out_ch: int) -> nn.Conv2d:
-    """5×5/2 convolution with mirror (reflection) padding."""
-    return nn.Conv2d(in_ch, out_ch, 5, stride=2, padding=2, padding_mode="reflect")
-
-
-class GaussianScaleMixture(EntropyModel):
-    """Per-channel zero-mean GSM: training density, test-time integer masses and rANS tables."""
-
-    max_support = 2048  # largest |value| with its own table entry; beyond it values are escape-coded
-
-    def __init__(self, channels: int, scales: int = 6, tail_mass: float = 1e-9, **kwargs):
-        super().__init__(**kwargs)
-        self.tail_mass = tail_mass
-        init = torch.linspace(math.log(0.5**2), math.log(16.0**2), scales)  # standard deviations 0.5 ... 16
-        self.log_variances = nn.Parameter(init.repeat(channels, 1))
-        self.logits = nn.Parameter(torch.zeros(channels, scales))
-
-    def _mixture(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Standard deviations and log-weights, each [C, K]."""
-        return torch.exp(0.5 * self.log_variances), torch.log_softmax(self.logits, dim=-1)
-
-    def log_density(self, v: torch.Tensor) -> torch.Tensor:
-        """log q(v) for v [B, C, H, W]."""
-        sigma, log_w = (t[:, None, None] for t in self._mixture())
-        v = v[..., None]
-        return torch.logsumexp(log_w - torch.log(sigma) - 0.5 * math.log(2 * math.pi) - v**2 / (2 * sigma**2), dim=-1)
-
-    def mass(self, v: torch.Tensor, channel_dim: int = 1) -> torch.Tensor:
-        """Probability of the integer bin [v − ½, v + ½) for every channel (upper-tail form)."""
-        sigma, log_w = (t.reshape(t.shape[0], *[1] * (v.dim() - channel_dim - 1), t.shape[1]) for t in self._mixture())
-        v = v.abs()[..., None]
-        tails = torch.erfc((v - 0.5) / (sigma * math.sqrt(2))) - torch.erfc((v + 0.5) / (sigma * math.sqrt(2)))
-        return (0.5 * tails * log_w.exp()).sum(-1)
-
-    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rounded code (straight-through) and its likelihoods: density of ẑ + u in training, mass at test."""
-        y_hat = straight_through(y, torch.round(y))
-        if self.training:
-            likelihood = self.log_density(y_hat + torch.empty_like(y).uniform_(-0.5, 0.5)).exp()
-        else:
-            likelihood = self.mass(y_hat)
-        return y_hat, self.likelihood_lower_bound(likelihood)
-
-    @torch.no_grad()
-    def update(self, force: bool = False) -> bool:
-        """Quantized CDF tables on [−R_c, R_c], the smallest support whose two tails hold ≤ tail_mass."""
-        if self._offset.numel() > 0 and not force:
-            return False
-        sigma, log_w = self._mixture()
-        support = torch.arange(self.max_support + 1, dtype=sigma.dtype, device=sigma.device)
-        tails = torch.erfc((support[None, :, None] + 0.5) / (sigma[:, None] * math.sqrt(2)))
-        tails = (tails * log_w[:, None].exp()).sum(-1)
-        radius = (tails > self.tail_mass).sum(1).clamp(1, self.max_support)  # tails decrease: first R below
-        length = 2 * radius + 1
-        samples = torch.arange(int(length.max()), device=sigma.device)[None] - radius[:, None]
-        pmf = self.mass(samples.to(sigma.dtype), channel_dim=0)
-        tail = tails.gather(1, radius[:, None])
-        self._quantized_cdf = self._pmf_to_cdf(pmf, tail, length, int(length.max()))
-        self._offset = (-radius).int()
-        self._cdf_length = (length + 2).int()
-        return True
-
-    def indexes(self, shape) -> torch.Tensor:
-        """The table of every coefficient: its channel."""
-        return torch.arange(shape[1], dtype=torch.int32, device=self._offset.device).view(1, -1, 1, 1).expand(shape)
+from licbench.core.codec import CodecError
+from licbench.lightning_modules.base import LearnedCodec
+from licbench.lightning_modules.entropy import MAX_CODE, GaussianScaleMixture, decode_canonical
+from licbench.lightning_modules.layers import mirror_conv, straight_through
 
 
 class Theis2017(LearnedCodec):
@@ -121,11 +47,27 @@ class Theis2017(LearnedCodec):
         super().__init__(**training)
         self.register_buffer("mean", torch.tensor(list(mean)).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(list(std)).view(1, 3, 1, 1), persistent=False)
-        self.encoder = nn.Sequential(mirror_conv(3, N // 2), nn.LeakyReLU(), mirror_conv(N // 2, N), nn.LeakyReLU(),
-                                     *[ResidualBlock(N, N) for _ in range(3)], mirror_conv(N, M))
-        self.decoder = nn.Sequential(subpel_conv3x3(M, N, 2), nn.LeakyReLU(), *[ResidualBlock(N, N) for _ in range(3)],
-                                     subpel_conv3x3(N, N // 2, 2), nn.LeakyReLU(), subpel_conv3x3(N // 2, 3, 2))
-        self.gsm = GaussianScaleMixture(M, scales)
+        self.encoder = nn.Sequential(  # §3, Fig. 2
+            mirror_conv(3, N // 2),
+            nn.LeakyReLU(),
+            mirror_conv(N // 2, N),
+            nn.LeakyReLU(),
+            ResidualBlock(N, N),
+            ResidualBlock(N, N),
+            ResidualBlock(N, N),
+            mirror_conv(N, M),
+        )
+        self.decoder = nn.Sequential(  # sub-pixel convolutions
+            subpel_conv3x3(M, N, 2),
+            nn.LeakyReLU(),
+            ResidualBlock(N, N),
+            ResidualBlock(N, N),
+            ResidualBlock(N, N),
+            subpel_conv3x3(N, N // 2, 2),
+            nn.LeakyReLU(),
+            subpel_conv3x3(N // 2, 3, 2),
+        )
+        self.gsm = GaussianScaleMixture(M, scales)  # rounding and the entropy model (§2.1, §2.2)
 
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder((x - self.mean) / self.std)
@@ -163,10 +105,6 @@ class Theis2017(LearnedCodec):
     def update(self, *args, force: bool = False, **kwargs) -> bool:
         updated = self.gsm.update(force=force)
         return super().update(*args, force=force, **kwargs) or updated  # the base resets the model id
-
-    def load_state_dict(self, state_dict, strict: bool = True):
-        update_registered_buffers(self.gsm, "gsm", ["_quantized_cdf", "_offset", "_cdf_length"], state_dict, "resize")
-        return super().load_state_dict(state_dict, strict=strict)
 
     def _padding(self, height: int, width: int) -> tuple[int, int, int, int]:
         return (0, max(16, -(-width // 8) * 8) - width, 0, max(16, -(-height // 8) * 8) - height)

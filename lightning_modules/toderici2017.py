@@ -15,9 +15,10 @@ and its raw-bits predecessor (Variable rate image compression with RNNs, ICLR 20
   cross-entropy (bits per bit) of the entropy model on detached bits.
 - Bitstreams: ``raw`` packs the bits (2016: exactly ``bits`` per block per iteration);
   ``rans`` codes them with compressai's rANS coder from learned probabilities (the idea of 2017
-  §4, entropy coding, with a lighter model than its BinaryRNN): logit = bias[iteration, channel] + a small conv
-  net on the 3×3 neighbourhood of the previous iteration's bits. Probabilities are quantized to
-  ``prob_levels`` levels, each a fixed binary CDF of 16-bit precision.
+  §4, entropy coding, with a lighter model than its BinaryRNN; ``entropy.BitContextModel``):
+  logit = bias[iteration, channel] + a small conv net on the 3×3 neighbourhood of the previous
+  iteration's bits. Probabilities are quantized to ``prob_levels`` levels, each a fixed binary CDF
+  of 16-bit precision.
 
 Assumptions (configurable unless noted): images are centred (x̂_0 = ½, so r_0 = x − ½, the
 paper's x̂_0 = 0 in centred units); the decoder's output is tanh(·)/2 (not configurable); the
@@ -33,33 +34,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from compressai.ans import RansDecoder, RansEncoder
 from torch import nn
-from torch.func import functional_call
 
-from licbench.codec import CodecError
-from licbench.lightning_modules.base import LearnedCodec, RatePoint, zero_padded
-from licbench.metrics import psnr
+from licbench.core.codec import CodecError, RatePoint
+from licbench.core.metrics import psnr
+from licbench.lightning_modules.base import LearnedCodec
+from licbench.lightning_modules.entropy import BitContextModel
+from licbench.lightning_modules.layers import ConvLSTM, straight_through
 
 KINDS = ("raw", "rans")
-PRECISION = 16  # rANS CDF precision (compressai's coder)
-
-
-class ConvLSTM(nn.Module):
-    """A convolutional LSTM cell: gates from a (strided) conv of the input plus a conv of h."""
-
-    def __init__(self, inputs: int, hidden: int, stride: int = 1, hidden_kernel: int = 1):
-        super().__init__()
-        self.input = nn.Conv2d(inputs, 4 * hidden, 3, stride, 1)
-        self.hidden = nn.Conv2d(hidden, 4 * hidden, hidden_kernel, 1, hidden_kernel // 2, bias=False)
-
-    def forward(self, x: torch.Tensor, state: tuple | None) -> tuple[torch.Tensor, torch.Tensor]:
-        gates = self.input(x) if state is None else self.input(x) + self.hidden(state[0])
-        i, f, o, g = gates.chunk(4, dim=1)
-        c = torch.sigmoid(i) * torch.tanh(g)
-        if state is not None:
-            c = c + torch.sigmoid(f) * state[1]
-        return torch.sigmoid(o) * torch.tanh(c), c
 
 
 class Toderici2017(LearnedCodec):
@@ -73,30 +56,38 @@ class Toderici2017(LearnedCodec):
                  max_pixels: int = 16_000_000, **training):
         super().__init__(lr=lr, **training)
         if len(encoder_channels) != 4 or len(decoder_channels) != 4 or any(c % 4 for c in decoder_channels):
-            raise ValueError("encoder_channels and decoder_channels: 4 widths each, decoder widths divisible by 4")
+            raise CodecError("encoder_channels and decoder_channels: 4 widths each, decoder widths divisible by 4")
         if reconstruction not in ("oneshot", "additive"):
-            raise ValueError(f"reconstruction must be 'oneshot' or 'additive', not {reconstruction!r}")
-        e, d = list(encoder_channels), list(decoder_channels)
-        self.encoder = nn.ModuleList([nn.Conv2d(3, e[0], 3, 2, 1)] + [ConvLSTM(a, b, 2) for a, b in zip(e, e[1:])])
-        self.binarizer = nn.Conv2d(e[-1], bits, 1)
-        self.decoder = nn.ModuleList([nn.Conv2d(bits, d[0], 1)] + [
-            ConvLSTM(a, b, 1, k) for a, b, k in zip([d[0]] + [c // 4 for c in d[:-1]], d, decoder_hidden_kernels)])
-        self.output = nn.Conv2d(d[-1] // 4, 3, 1)
+            raise CodecError(f"reconstruction must be 'oneshot' or 'additive', not {reconstruction!r}")
+        e, d, k = list(encoder_channels), list(decoder_channels), list(decoder_hidden_kernels)
+        self.encoder = nn.ModuleList([  # 2017 Fig. 1
+            nn.Conv2d(3, e[0], 3, 2, 1),  # E-Conv
+            ConvLSTM(e[0], e[1], 2),  # E-RNN ×3
+            ConvLSTM(e[1], e[2], 2),
+            ConvLSTM(e[2], e[3], 2),
+        ])
+        self.binarizer = nn.Conv2d(e[3], bits, 1)  # then tanh and sign
+        self.decoder = nn.ModuleList([
+            nn.Conv2d(bits, d[0], 1),
+            ConvLSTM(d[0], d[0], 1, k[0]),  # D-RNN ×4, each followed by depth-to-space ×2
+            ConvLSTM(d[0] // 4, d[1], 1, k[1]),
+            ConvLSTM(d[1] // 4, d[2], 1, k[2]),
+            ConvLSTM(d[2] // 4, d[3], 1, k[3]),
+        ])
+        self.output = nn.Conv2d(d[3] // 4, 3, 1)
         if init_gain:  # N(0, gain² / fan_in), zero biases: the signal survives the LSTM stacks at the start
             for conv in (m for m in self.modules() if isinstance(m, nn.Conv2d)):
                 nn.init.normal_(conv.weight, std=init_gain / np.sqrt(conv.weight[0].numel()))
                 if conv.bias is not None:
                     nn.init.zeros_(conv.bias)
-        self.bit_bias = nn.Parameter(torch.zeros(max_iterations, bits))
-        self.context = nn.Sequential(nn.Conv2d(bits, context_channels, 3, padding=1), nn.ReLU(),
-                                     nn.Conv2d(context_channels, bits, 1)) if context_channels else None
-        if self.context is not None:
-            nn.init.zeros_(self.context[-1].weight)
-            nn.init.zeros_(self.context[-1].bias)
-        freq = (((torch.arange(prob_levels, dtype=torch.float64) + 0.5) / prob_levels * 2**PRECISION).round()
-                .clamp(1, 2**PRECISION - 2).long())  # P(1) of each level; the overflow symbol keeps 1
-        self._cdfs = [[0, 2**PRECISION - 1 - f, 2**PRECISION - 1, 2**PRECISION] for f in freq.tolist()]
-        self._min_bits = -np.log2(max(freq.max().item(), 2**PRECISION - 1 - freq.min().item()) / 2**PRECISION)
+        self.entropy_model = BitContextModel(bits, max_iterations, context_channels, prob_levels)
+
+    @staticmethod
+    def renamed_weights(state_dict: dict) -> dict:
+        """Checkpoints written before the entropy model was a module of its own hold its weights at the
+        top level (``bit_bias``, ``context.*``)."""
+        moved = ("bit_bias", "context.")
+        return {f"entropy_model.{key}" if key.startswith(moved) else key: value for key, value in state_dict.items()}
 
     @property
     def rate(self) -> int:
@@ -104,10 +95,10 @@ class Toderici2017(LearnedCodec):
 
     # --- the network --------------------------------------------------------------------
     def _binarize(self, a: torch.Tensor) -> torch.Tensor:
+        """The sign of ``a``; in training a sample with P(+1) = (1 + a) / 2, identity gradient (2016)."""
         if not self.training:
             return torch.where(a >= 0, 1.0, -1.0)
-        sample = torch.where(torch.rand_like(a) < (1 + a) / 2, 1.0, -1.0)
-        return a + (sample - a).detach()
+        return straight_through(a, torch.where(torch.rand_like(a) < (1 + a) / 2, 1.0, -1.0))
 
     def _encode_step(self, r: torch.Tensor, states: list) -> torch.Tensor:
         h = self.encoder[0](r)
@@ -124,15 +115,6 @@ class Toderici2017(LearnedCodec):
         out = torch.tanh(self.output(h)) / 2
         return out + (x_hat if self.hparams.reconstruction == "additive" else 0.5)
 
-    def _logits(self, previous: torch.Tensor | None, t: int, shape: torch.Size,
-                dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Logits of P(bit = +1) at iteration ``t`` given the bits of iteration ``t − 1``, in ``dtype``."""
-        logits = self.bit_bias[t].to(dtype)[None, :, None, None].expand(shape)
-        if self.context is not None and previous is not None:
-            weights = {name: p.to(dtype) for name, p in self.context.named_parameters()}
-            logits = logits + functional_call(self.context, weights, (previous.to(dtype),))
-        return logits
-
     def forward(self, x: torch.Tensor, iterations: int | None = None, bitstream: str = "rans") -> dict:
         """Training: ``train_iterations`` (stochastic bits); eval: k = ``iterations`` (default: all)."""
         k = iterations or (self.hparams.train_iterations if self.training else self.hparams.max_iterations)
@@ -142,7 +124,7 @@ class Toderici2017(LearnedCodec):
         for t in range(k):
             a = self._encode_step(x - x_hat, encoder)
             signs = torch.where(a >= 0, 1.0, -1.0).detach()  # the bits eval emits
-            logits.append(self._logits(previous, t, signs.shape))
+            logits.append(self.entropy_model(previous, t, signs.shape))
             x_hat = self._decode_step(self._binarize(a), decoder, x_hat)
             steps.append(x_hat)
             residuals.append((x - x_hat).abs().mean())
@@ -166,7 +148,8 @@ class Toderici2017(LearnedCodec):
         logs = {f"val/{k}": v for k, v in self.rd_loss(batch, out).items()}
         for k in (2, 4, 8, 16):
             if k <= self.hparams.train_iterations:
-                logs[f"val/psnr_{k}"] = sum(psnr(a, b) for a, b in zip(batch, out["steps"][k - 1].clamp(0, 1))) / len(batch)
+                x_hat = out["steps"][k - 1].clamp(0, 1)
+                logs[f"val/psnr_{k}"] = sum(psnr(a, b) for a, b in zip(batch, x_hat)) / len(batch)
         self.log_dict(logs, prog_bar=True, batch_size=len(batch))
 
     # --- rate points and bitstreams -----------------------------------------------------
@@ -181,20 +164,8 @@ class Toderici2017(LearnedCodec):
         if kind not in KINDS:
             raise CodecError(f"{self.name}: bitstream must be one of {KINDS}, not {kind!r}")
         if not (isinstance(k, int) and 1 <= k <= self.hparams.max_iterations):
-            raise CodecError(f"{self.name}: iterations must be an integer in 1..{self.hparams.max_iterations}, not {k!r}")
-
-    def _indexes(self, previous: torch.Tensor | None, t: int, shape: torch.Size) -> list[int]:
-        """The CDF level of every bit of iteration ``t``: the context model in float64. Encoder and
-        decoder run it on different tensors, and float32 convolutions can differ in the last bits
-        between calls (seen on Kodak: a 5e-6 logit difference moved one bit of 49,152 to the next
-        level, and the stream did not decode); in float64 a level boundary is practically never crossed."""
-        logits = self._logits(previous, t, shape, torch.float64)
-        levels = self.hparams.prob_levels
-        return (torch.sigmoid(logits) * levels).floor().clamp(0, levels - 1).int().flatten().tolist()
-
-    def _rans(self, symbols: list[int], indexes: list[int]) -> bytes:
-        n = len(self._cdfs)
-        return RansEncoder().encode_with_indexes(symbols, indexes, self._cdfs, [4] * n, [0] * n)
+            raise CodecError(f"{self.name}: iterations must be an integer in "
+                             f"1..{self.hparams.max_iterations}, not {k!r}")
 
     def _check_size(self, height: int, width: int) -> None:
         """The RNN is not tiled: its LSTM states cover the whole image (0.67 GB per megapixel with
@@ -212,9 +183,7 @@ class Toderici2017(LearnedCodec):
         if bitstream == "raw":
             payload = np.packbits(symbols.flatten().cpu().numpy()).tobytes()
         else:
-            bits = out["bits"].split(self.hparams.bits, 1)
-            indexes = [i for t in range(k) for i in self._indexes(bits[t - 1] if t else None, t, bits[t].shape)]
-            payload = self._rans(symbols.flatten().tolist(), indexes)
+            payload = self.entropy_model.encode(out["bits"])
         return [bytes([KINDS.index(bitstream), k]), payload]
 
     def decompress(self, sections: list[bytes], height: int, width: int) -> torch.Tensor:
@@ -226,7 +195,10 @@ class Toderici2017(LearnedCodec):
         self._check_setting(k, KINDS[kind])
         self._check_size(height, width)
         shape = (1, self.hparams.bits, height // self.stride, width // self.stride)
-        bits = (self._raw_bits if kind == 0 else self._rans_bits)(sections[1], k, shape)
+        if kind == 0:
+            bits = self._raw_bits(sections[1], k, shape)
+        else:
+            bits = self.entropy_model.decode(sections[1], k, shape, self.name)
         decoder, x_hat = [None] * 4, torch.full((1, 3, height, width), 0.5, device=self.device)
         for b in bits:
             x_hat = self._decode_step(b, decoder, x_hat)
@@ -238,23 +210,3 @@ class Toderici2017(LearnedCodec):
             raise CodecError(f"raw payload of {len(payload)} bytes; {k} iterations need {(n + 7) // 8}")
         symbols = np.unpackbits(np.frombuffer(payload, np.uint8), count=n).reshape(k, *shape)
         return [torch.from_numpy(s).float().to(self.device) * 2 - 1 for s in symbols]
-
-    def _rans_bits(self, payload: bytes, k: int, shape: tuple) -> list[torch.Tensor]:
-        n_cdfs, per_iteration = len(self._cdfs), int(np.prod(shape))
-        if 8 * len(payload) + 64 < k * per_iteration * self._min_bits:  # before any work: bounds a forged size
-            raise CodecError(f"rANS payload of {len(payload)} bytes is too short for {k} iterations of this image size")
-        decoder = RansDecoder()
-        decoder.set_stream(zero_padded(payload, k * per_iteration))
-        bits, symbols, indexes, previous = [], [], [], None
-        for t in range(k):
-            index = self._indexes(previous, t, shape)
-            decoded = decoder.decode_stream(index, self._cdfs, [4] * n_cdfs, [0] * n_cdfs)
-            if any(s not in (0, 1) for s in decoded):
-                raise CodecError(f"corrupt rANS payload: iteration {t + 1} decodes to non-binary symbols")
-            previous = torch.tensor(decoded, dtype=torch.float32, device=self.device).reshape(shape) * 2 - 1
-            bits.append(previous)
-            symbols += decoded
-            indexes += index
-        if self._rans(symbols, indexes) != payload:  # a valid stream is exactly the coding of its bits
-            raise CodecError(f"corrupt rANS payload: its {len(payload)} bytes are not the coding of {k} iterations")
-        return bits

@@ -47,29 +47,16 @@ from __future__ import annotations
 import struct
 
 import torch
-from torch import nn
 from compressai.entropy_models import GaussianConditional
 from compressai.layers import GDN
-from compressai.models.utils import conv, deconv
 from compressai.models.base import get_scale_table
+from compressai.models.utils import conv, deconv
+from torch import nn
 
-from licbench.codec import CodecError
-from licbench.lightning_modules.base import MAX_CODE, LearnedCodec, decode_canonical
-
-_HAAR = 0.5 * torch.tensor([[1.0, 1, 1, 1], [1, 1, -1, -1], [1, -1, 1, -1], [1, -1, -1, 1]])  # LL, LH, HL, HH
-
-
-def haar_dwt(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One orthonormal Haar level: [B, C, H, W] -> (LL [B, C, H/2, W/2], details [B, C, 3, H/2, W/2])."""
-    blocks = nn.functional.pixel_unshuffle(x, 2).unflatten(1, (x.shape[1], 4))  # the 2×2 pixels of each block
-    bands = torch.einsum("kj,bcjhw->bckhw", _HAAR.to(x), blocks)
-    return bands[:, :, 0], bands[:, :, 1:]
-
-
-def haar_idwt(ll: torch.Tensor, details: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`haar_dwt` (the Haar matrix is symmetric and orthogonal)."""
-    bands = torch.cat([ll[:, :, None], details], dim=2)
-    return nn.functional.pixel_shuffle(torch.einsum("kj,bcjhw->bckhw", _HAAR.to(ll), bands).flatten(1, 2), 2)
+from licbench.core.codec import CodecError
+from licbench.lightning_modules.base import LearnedCodec
+from licbench.lightning_modules.entropy import MAX_CODE, decode_canonical
+from licbench.lightning_modules.layers import haar_dwt, haar_idwt
 
 
 def _branch(channels: int, downsamplings: int, N: int, M: int) -> tuple[nn.Sequential, nn.Sequential]:

@@ -5,10 +5,10 @@ import torch
 
 import pytest
 
-from licbench import metrics
-from licbench.bitstream import Container
-from licbench.checkpoint import load_checkpoint, read_checkpoint
-from licbench.codec import CodecError
+from licbench.core import metrics
+from licbench.core.bitstream import Container
+from licbench.core.checkpoint import load_checkpoint, read_checkpoint
+from licbench.core.codec import CodecError
 from licbench.datamodules.synthetic import Synthetic
 from licbench.lightning_modules.balle2017 import Balle2017
 
@@ -105,3 +105,21 @@ def test_model_id_follows_the_weights():
     assert a.model_id != b.model_id
     b.load_state_dict(a.state_dict())
     assert b.model_id == a.model_id
+
+
+def test_forged_sections_are_refused_around_decompress():
+    torch.manual_seed(0)
+    model = Balle2017(N=16, M=16).eval()
+    model.update(force=True)
+    bottleneck, shape = model.entropy_bottleneck, (1, 16, 2, 3)  # a 32x48 image
+    valid = bottleneck.compress(torch.randn(shape))[0]
+    huge = bottleneck.compress(torch.full(shape, 1e6))[0]  # canonical, but out of range
+
+    def decode(section: bytes, height: int = 32, width: int = 48) -> torch.Tensor:
+        return model.decode(Container(model.name, height, width, [section], model.model_id).to_bytes())
+
+    assert decode(valid).shape == (3, 32, 48)
+    for section, size, message in [(valid, (3200, 4800), "too few"), (huge, (32, 48), "code values beyond"),
+                                   (valid + b"\x00\x01", (32, 48), "not the rANS coding")]:
+        with pytest.raises(CodecError, match=message):
+            decode(section, *size)

@@ -4,10 +4,10 @@ import pytest
 import torch
 from PIL import Image
 
-from licbench import metrics
+from licbench.core import metrics
 from licbench.baselines.jpeg2000 import Jpeg2000Codec, decode_jpeg2000
 from licbench.baselines.pillow import PillowCodec, decode_pillow
-from licbench.codec import CodecError
+from licbench.core.codec import CodecError
 
 
 @pytest.mark.parametrize("codec", [PillowCodec("jpeg", 50), PillowCodec("webp", 50), PillowCodec("avif", 50),

@@ -1,13 +1,17 @@
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 
 from conftest import run_cli
+from licbench.bench.references import SHIPPED
 
 FILES = ["per_image.csv", "rd.csv", "jpeg.json", "jpeg2000.json", "balle2017.json", "rd_psnr.png", "rd_msssim.png",
-         "summary.md", "command.txt"]
+         "summary.md", "command.txt", "codecs.yaml", "leaderboard.md", "leaderboard.csv", "aggregations.csv"]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +49,7 @@ def test_rd_table_is_the_mean_over_images(bench):
 
 def test_compressai_json_schema(bench):
     doc = json.loads((bench / "jpeg.json").read_text())
-    assert set(doc) == {"name", "description", "results"}
+    assert set(doc) == {"name", "description", "dataset", "results"} and doc["dataset"] == "synthetic"
     assert set(doc["results"]) == {"bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"}
     assert doc["results"]["bpp"] == sorted(doc["results"]["bpp"]) and len(doc["results"]["bpp"]) == 3
 
@@ -63,3 +67,65 @@ def test_two_checkpoints_with_one_rate_label_are_refused(tmp_path, balle_checkpo
                    f"+codec_overrides.balle2017.checkpoints=[{balle_checkpoint},{copy}]",
                    f"hydra.run.dir={tmp_path / 'hydra'}", check=False)
     assert proc.returncode == 1 and "several rate points labelled 0.013" in proc.stderr
+
+
+
+@pytest.fixture(scope="module")
+def photo_bench(tmp_path_factory):
+    """JPEG and WebP on a photo, against WebP first: curves that overlap, so the deltas are numbers."""
+    out = tmp_path_factory.mktemp("photo") / "out"
+    run_cli("benchmark", "data=samples", "data.names=[chelsea]", "logger=none", "codecs=[jpeg,webp]",
+            "+codec_overrides.jpeg.grid=[20,50,80]", "+codec_overrides.webp.grid=[20,50,80]", "anchors=[webp,jpeg]",
+            f"out_dir={out}", f"hydra.run.dir={out.parent / 'hydra'}")
+    return out
+
+
+def test_the_benchmark_compares_against_the_configured_anchors(photo_bench):
+    board = pd.read_csv(photo_bench / "leaderboard.csv").set_index("codec")
+    assert list(board.index) == ["jpeg", "webp"]  # sorted by BD-rate against webp, the first anchor
+    assert [c for c in board.columns if "CI" not in c][2:7] == [
+        "BD-rate vs webp (PSNR) %", "BD-PSNR vs webp dB", "BD-rate vs webp (MS-SSIM) %", "BD-MS-SSIM vs webp dB",
+        "BD-rate vs webp (pooled PSNR) %"]
+    assert board.loc["jpeg", "BD-rate vs webp (PSNR) %"] > 0 > board.loc["webp", "BD-rate vs jpeg (PSNR) %"]
+    assert "| webp PSNR at same bpp (Δ) |" in (photo_bench / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("run,anchors", [("bench", "[jpeg,jpeg2000]"), ("photo_bench", "[webp,jpeg]")])
+def test_report_rebuilds_from_the_files_the_leaderboard_the_benchmark_built_in_memory(run, anchors, request, tmp_path):
+    out = request.getfixturevalue(run)
+    copy = shutil.copytree(out, tmp_path / out.name)  # the title names the directory
+    run_cli("report", f"in_dir={copy}", f"anchors={anchors}")
+    for name in ("leaderboard.csv", "aggregations.csv", "rd_psnr.png"):
+        assert (copy / name).read_bytes() == (out / name).read_bytes(), name
+    for name in ("leaderboard.md", "leaderboard.html"):  # and the report's own command, beside the benchmark's
+        rebuilt = (copy / name).read_text().splitlines()
+        assert [line for line in rebuilt if "Leaderboard rebuilt by: licbench report in_dir=" not in line] == (
+            out / name).read_text().splitlines(), name
+        assert len(rebuilt) == len((out / name).read_text().splitlines()) + 1
+
+
+def test_every_json_of_an_output_directory_is_a_curve_compressais_plot_reads(bench, tmp_path):
+    """``python -m compressai.utils.plot -f OUT/*.json``, with the shipped published curves beside them."""
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    ours, published = sorted(map(str, bench.glob("*.json"))), sorted(map(str, (SHIPPED / "kodak").glob("*.json")))
+    for metric, files in (("psnr", ours + published), ("ms-ssim", ours)):
+        figure = tmp_path / f"{metric}.png"
+        proc = subprocess.run([sys.executable, "-m", "compressai.utils.plot", "-f", *files, "-m", metric,
+                               "-o", str(figure)], capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0 and figure.stat().st_size > 0, proc.stderr[-2000:]
+
+
+def test_a_reference_on_another_dataset_is_refused_before_anything_is_measured(tmp_path):
+    balle = SHIPPED / "kodak" / "paper-balle2017.json"
+    proc = run_cli("benchmark", "data=synthetic", "logger=none", "codecs=[jpeg]", f"references=[{balle}]",
+                   f"out_dir={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'hydra'}", check=False)
+    assert proc.returncode == 1 and proc.stderr.splitlines() == [
+        f"licbench: error: reference {balle} is on 'kodak', the benchmark on 'synthetic': compare curves on one "
+        "dataset (the file's \"dataset\" key, else its folder, names it)"]
+    assert not (tmp_path / "out").exists()
+
+def test_anchors_that_are_not_a_list_are_refused_before_anything_is_measured(tmp_path):
+    proc = run_cli("benchmark", "data=synthetic", "logger=none", "anchors=jpeg", f"out_dir={tmp_path / 'out'}",
+                   f"hydra.run.dir={tmp_path / 'hydra'}", check=False)
+    assert proc.returncode == 1 and "anchors must list the codecs to compare against" in proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
-from licbench.atomic import write_atomic
-from licbench.images import save_image
-from licbench.rowlog import NAME, RowLog
+from licbench.bench.rowlog import NAME, RowLog
+from licbench.core.atomic import write_atomic
+from licbench.core.images import save_image
 
 FLAKY = textwrap.dedent("""
     from pathlib import Path
@@ -92,7 +92,10 @@ def test_a_codec_crashing_on_one_image_is_a_failure_row_and_the_run_goes_on(resu
     assert (failures.error == "RuntimeError: flaky: cannot code this width").all()
     summary = (out / "summary.md").read_text()
     assert "## Failures (2" in summary and "- flaky @ 30 on b: RuntimeError: flaky: cannot code this width" in summary
-    assert "| flaky | 2 |" in (out / "leaderboard.md").read_text()  # its two rate points, over the other images
+    board = (out / "leaderboard.md").read_text()
+    assert "| flaky | 2 |" in board  # its two rate points, over the other images
+    note = "anchor jpeg2000 is not among the benchmarked codecs (flaky, jpeg): its columns are empty"
+    assert f"Note: {note}." in board and f"note: {note}" in second.stdout
     lines = [line for line in second.stderr.splitlines() if line.startswith("licbench: error:")]
     assert second.returncode == 1 and "2 codec × image runs failed" in lines[0]
     assert (out / NAME).is_file(), "with failures left the log stays, so a rerun retries only those"

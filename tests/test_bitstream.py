@@ -3,8 +3,8 @@ import zlib
 
 import pytest
 
-from licbench.bitstream import MAGIC, VERSION, Container
-from licbench.codec import CodecError
+from licbench.core.bitstream import MAGIC, VERSION, Container
+from licbench.core.codec import CodecError
 
 
 def sample() -> Container:

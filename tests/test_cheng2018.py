@@ -4,9 +4,9 @@ import pytorch_lightning as pl
 import pytest
 import torch
 
-from licbench import metrics
-from licbench.bitstream import Container
-from licbench.codec import CodecError
+from licbench.core import metrics
+from licbench.core.bitstream import Container
+from licbench.core.codec import CodecError
 from licbench.datamodules.synthetic import Synthetic, synthetic_image
 from licbench.lightning_modules.cheng2018 import Cheng2018
 
@@ -79,7 +79,8 @@ def test_more_components_and_precision_give_more_bytes_and_quality(trained):
     def point(label):
         codec = model.at_rate(label)
         streams = [codec.encode(x) for x in batch]
-        return sum(map(len, streams)), sum(metrics.psnr(x, codec.decode(d)) for x, d in zip(batch, streams)) / len(batch)
+        psnr = sum(metrics.psnr(x, codec.decode(d)) for x, d in zip(batch, streams)) / len(batch)
+        return sum(map(len, streams)), psnr
 
     for low, high in [("B4K1", "B4K3"), ("B4K3", "B4K12"), ("B2K12", "B4K12"), ("B4K12", "B6K12")]:
         (bytes_low, psnr_low), (bytes_high, psnr_high) = point(low), point(high)

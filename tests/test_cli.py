@@ -1,10 +1,9 @@
 import pytest
-import torch
 
 from conftest import run_cli
-from licbench.bitstream import Container
 from licbench.cli import _guarded
-from licbench.images import load_image, save_image
+from licbench.core.bitstream import Container
+from licbench.core.images import load_image, save_image
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +36,8 @@ def test_learned_codec_finds_its_weights_by_model_id(tmp_path, png, balle_checkp
     run_cli("decode", f"input={tmp_path / 'a.bin'}", f"output={tmp_path / 'b.png'}",
             f"search=[{balle_checkpoint.parent}/*.ckpt]")
     assert load_image(tmp_path / "b.png")[0].shape == (3, 40, 56)
-    proc = run_cli("decode", f"input={tmp_path / 'a.bin'}", f"output={tmp_path / 'c.png'}", f"search=[{tmp_path}/*.ckpt]",
-                   check=False)
+    proc = run_cli("decode", f"input={tmp_path / 'a.bin'}", f"output={tmp_path / 'c.png'}",
+                   f"search=[{tmp_path}/*.ckpt]", check=False)
     one_line_error(proc, "no checkpoint with model id")
 
 
@@ -67,7 +66,28 @@ def test_bad_inputs_are_one_line_errors(tmp_path, png):
     assert proc.returncode == 2 and "usage" in proc.stderr
 
 
-@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 767994852 bytes")])
+@pytest.mark.parametrize("args,start,end", [
+    (["encode", "codec=jpeg", "codec.quality=75"], "codec jpeg has no key 'quality'; it takes format, rate, grid",
+     "did you mean codec.rate?"),
+    (["encode", "codec=jpg"], "codec has no option 'jpg'; it takes avif, balle2017, ", "did you mean codec=jpeg?"),
+    (["train", "model=theis2017", "model.lmda=0.01"], "model theis2017 has no key 'lmda'; it takes N, M, scales, ",
+     "did you mean model.lmbda?"),
+    (["train", "-m", "trainer.max_step=5,10"], "trainer cpu has no key 'max_step'; it takes ",
+     "did you mean trainer.max_steps?"),
+    (["benchmark", "codec_overide.jpeg.grid=[10]"], "benchmark has no key 'codec_overide'; it takes ",
+     "did you mean codec_overrides?"),
+    (["decode", "inptu=a.bin"], "decode has no key 'inptu'; it takes ", "did you mean input?"),
+    (["report", "in_dri=out"], "report has no key 'in_dri'; it takes ", "did you mean in_dir?"),
+])
+def test_a_mistyped_override_is_one_line_naming_the_keys(tmp_path, args, start, end):
+    proc = run_cli(*args, f"hydra.sweep.dir={tmp_path}", check=False)
+    assert proc.returncode == 1
+    one_line_error(proc, "licbench: error: " + start)
+    assert proc.stderr.strip().endswith(end), proc.stderr
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("DefaultCPUAllocator: can't allocate memory: "
+                                                                "you tried to allocate 767994852 bytes")])
 def test_running_out_of_memory_is_a_one_line_error(error, capsys):
     def task(cfg):
         raise error

@@ -1,18 +1,16 @@
-import math
-
 import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from conftest import REPO, run_cli
-from licbench import metrics
-from licbench.bitstream import Container
-from licbench.checkpoint import load_checkpoint, read_checkpoint
-from licbench.codec import CodecError
-from licbench.images import load_image
+from licbench.core import metrics
+from licbench.core.bitstream import Container
+from licbench.core.checkpoint import load_checkpoint, read_checkpoint
+from licbench.core.codec import CodecError
+from licbench.core.images import load_image
 from licbench.lightning_modules.fmm import FMM, code_bits, levels
-from licbench.zoo import rate_points
+from licbench.core.zoo import rate_points
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,16 @@
 """Property: every decoder — the container parser, the baselines and the committed zoo's learned
 codecs — fed arbitrary or mutated bytes either raises CodecError or returns a [3, H, W] image
 in [0, 1] of the size the stream declares. Forged sizes stay small here (decoding runs in this
-process); `python -m licbench.fuzz` forges them up to 2^32 − 1 in a bounded worker."""
+process); `python -m licbench.tools.fuzz` forges them up to 2^32 − 1 in a bounded worker."""
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from licbench import fuzz
-from licbench.bitstream import Container
-from licbench.codec import CodecError
+from licbench.tools import fuzz
+from licbench.core.bitstream import Container
+from licbench.core.codec import CodecError
 from licbench.datamodules.synthetic import synthetic_image
-from licbench.zoo import extreme_points, named_rate_points
+from licbench.core.zoo import extreme_points, named_rate_points
 
 CODECS = ["jpeg", "jpeg2000", "webp", "avif", "balle2017", "theis2017", "jiang2017", "toderici2017", "toderici2016",
           "fmm", "fmm_packed"]
@@ -64,7 +64,7 @@ def test_the_fuzzer_runs_and_writes_its_table(tmp_path):
     out = tmp_path / "fuzz.md"
     assert fuzz.main(["--seconds", "3", "--codecs", "fmm_packed", "--out", str(out)]) == 0
     text = out.read_text()
-    assert "- git revision: " in text and "python -m licbench.fuzz --seconds 3 --codecs fmm_packed" in text
+    assert "- git revision: " in text and "python -m licbench.tools.fuzz --seconds 3 --codecs fmm_packed" in text
     row = next(line for line in text.splitlines() if line.startswith("| fmm_packed |"))
     cells = [cell.strip() for cell in row.split("|")[1:-1]]
     assert cells[1] == "3, 73" and int(cells[2]) > 0 and cells[4] == "0", row

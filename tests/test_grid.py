@@ -14,9 +14,11 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from conftest import LICBENCH, run_cli
-from licbench.cli import CONF_DIR  # noqa: F401  (registers the resolvers the configs use)
-from licbench.grid import grid_results
+from licbench.core import resolvers
 from licbench.lightning_modules.balle2017 import Balle2017
+from licbench.train.grid import grid_results
+
+resolvers.register()  # the configs composed here, outside the CLI, use them
 
 TINY = ["model=balle2017", "data=synthetic", "logger=none", "trainer.max_steps=5", "model.N=8", "model.M=8"]
 

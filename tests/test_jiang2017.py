@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from licbench import metrics
+from licbench.core import metrics
 from licbench.baselines.pillow import PillowCodec, decode_pillow
-from licbench.bitstream import Container
-from licbench.codec import CodecError
+from licbench.core.bitstream import Container
+from licbench.core.codec import CodecError
 from licbench.datamodules.synthetic import Synthetic
 from licbench.lightning_modules.jiang2017 import Jiang2017
 

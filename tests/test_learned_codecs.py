@@ -1,42 +1,91 @@
-"""The codec contract, checked the same way for every learned method: trained for a few real
-steps through `licbench train`, loaded through the benchmark's own config path, then coded at
-the lowest and highest rate points of its `conf/codec/<name>.yaml`."""
+"""The codec contract, checked the same way for every learned codec: trained for a few real
+steps through `licbench train` at its `conf/tiny/` size, loaded through the benchmark's own config
+path, then coded at the lowest and highest rate points of its codec config. The codecs come from
+conf/ (each `conf/model/NAME.yaml`, and each `conf/codec/` variant reading a model's checkpoints),
+so a new method is checked without editing this file; and the identity rule of `licbench.core.zoo`
+(one name for the model config, the class, the codec and the zoo folder) is checked here."""
 import random
+from pathlib import Path, PurePath
 
 import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_module
+from hydra.utils import get_class
+from omegaconf import OmegaConf
 
 from conftest import run_cli
-from licbench import zoo
-from licbench.bitstream import Container
-from licbench.codec import CodecError, to_uint8_hwc
+from licbench.core import resolvers, zoo
+from licbench.core.bitstream import Container
+from licbench.core.codec import CodecError
+from licbench.core.images import load_image, save_image, to_uint8_hwc
 from licbench.datamodules.synthetic import synthetic_image
-from licbench.images import load_image, save_image
 
-# Codec config -> (model config, overrides that make it small enough to train a few steps in seconds).
-TINY = {
-    "balle2017": ("balle2017", ["model.N=16", "model.M=16"]),
-    "cheng2018": ("cheng2018", ["model.channels=[8,8,16,16,16,32]", "model.pca_batches=1"]),
-    "fmm": ("fmm", []),
-    "fmm_packed": ("fmm", []),
-    "jiang2017": ("jiang2017", ["model.com_channels=8", "model.rec_channels=8", "model.depth=4"]),
-    "theis2017": ("theis2017", ["model.N=16", "model.M=16"]),
-    **{name: (name, ["model.N=8", "model.M=16"]) for name in ("wcae", "nowcae")},
-    **{name: (name, ["model.encoder_channels=[8,16,16,16]", "model.decoder_channels=[16,16,16,16]",
-                     "model.context_channels=8", "model.train_iterations=4"]) for name in ("toderici2017", "toderici2016")},
-}
+CONF = Path(resolvers.CONF_DIR)
+MODELS = sorted(path.stem for path in (CONF / "model").glob("*.yaml"))
 SIZES = [(45, 70), (17, 100)]  # neither side a multiple of any stride
 
 
-@pytest.fixture(scope="module", params=sorted(TINY))
+def learned_codecs() -> dict[str, str]:
+    """Each learned codec and the model config that trains it: NAME for each conf/model/NAME.yaml,
+    and for a conf/codec/ variant without one (fmm_packed) the model whose zoo folder its
+    checkpoints are in (``${paths.zoo_dir}/fmm/*.ckpt``: fmm)."""
+    variants = sorted(path.stem for path in (CONF / "codec").glob("*.yaml") if path.stem not in MODELS)
+    with initialize_config_module("licbench.conf", version_base=None):
+        cfg = compose("benchmark", overrides=[f"codecs=[{','.join(variants)}]", "paths.zoo_dir=/zoo"])
+        configs = zoo.configured_codecs(cfg)
+    codecs = {name: name for name in MODELS}
+    for name, config in configs.items():
+        if "checkpoints" in config:
+            model = PurePath(config.checkpoints).relative_to("/zoo").parts[0]
+            assert model in MODELS, f"codec {name} reads {config.checkpoints}: no conf/model/ config's zoo folder"
+            codecs[name] = model
+    return codecs
+
+
+CODECS = learned_codecs()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_model_config_is_filed_under_its_class_name(name):
+    """conf/model/NAME.yaml names a class whose ``name`` is NAME, or is a training variant that starts
+    from another model config (toderici2016); a conf/codec/NAME.yaml beside it adds to the default."""
+    config = OmegaConf.load(CONF / "model" / f"{name}.yaml")
+    if "_target_" in config:
+        assert get_class(config._target_).name == name, f"conf/model/{name}.yaml: its class is named otherwise"
+    else:
+        assert set(config.get("defaults", [])) & set(MODELS), f"conf/model/{name}.yaml names no class nor model"
+    codec = CONF / "codec" / f"{name}.yaml"
+    assert not codec.exists() or OmegaConf.load(codec) != zoo.default_codec_config(name), f"{codec}: the default"
+
+
+def test_every_model_has_tiny_settings():
+    tiny = sorted(path.stem for path in (CONF / "tiny").glob("*.yaml"))
+    assert tiny == MODELS, ("each conf/model/NAME.yaml needs a conf/tiny/NAME.yaml (`# @package model`, the "
+                            f"overrides that train it 10 steps in seconds); models {MODELS}, tiny settings {tiny}")
+
+
+def test_every_codec_is_an_option_of_encode(tmp_path):
+    """``codec=NAME`` composes for each codec of conf/, a method without a conf/codec/ file getting
+    its default, and for a method in a ``hydra.searchpath`` directory."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "slim.yaml").write_text("_target_: my_codec.Slim\n")
+    searchpath = f"hydra.searchpath=[file://{tmp_path}]"
+    zoo.register_default_codecs([searchpath])
+    with initialize_config_module("licbench.conf", version_base=None):
+        codecs = {name: compose("encode", overrides=[searchpath, f"codec={name}", "paths.zoo_dir=/zoo"]).codec
+                  for name in [*zoo.codec_names(), "slim"]}
+    assert {name for name, codec in codecs.items() if "checkpoints" in codec} == {*CODECS, "slim"}
+    assert [codecs[name].checkpoints for name in ("balle2017", "slim")] == ["/zoo/balle2017/*.ckpt", "/zoo/slim/*.ckpt"]
+
+
+@pytest.fixture(scope="module", params=sorted(CODECS))
 def trained(request, tmp_path_factory):
     name = request.param
-    model, overrides = TINY[name]
+    model = CODECS[name]
     out = tmp_path_factory.mktemp(name)
     ckpt = out / f"{name}.ckpt"
-    run_cli("train", f"model={model}", "data=synthetic", "logger=none", "trainer.max_steps=10", *overrides,
+    run_cli("train", f"model={model}", f"+tiny={model}", "data=synthetic", "logger=none", "trainer.max_steps=10",
             f"ckpt_path={ckpt}", f"hydra.run.dir={out / 'run'}")
     with initialize_config_module("licbench.conf", version_base=None):
         cfg = compose("benchmark", overrides=[f"codecs=[{name}]", f"+codec_overrides.{name}.checkpoints={ckpt}"])
@@ -66,10 +115,12 @@ def test_another_process_encodes_and_decodes_the_same(trained, tmp_path):
     x = load_image(png)[0]
     for codec in points:
         stream = tmp_path / f"{codec.rate}.bin"
-        run_cli("encode", f"codec={name}", f"weights={ckpt}", f"++codec.rate={codec.rate}", f"input={png}", f"output={stream}")
+        run_cli("encode", f"codec={name}", f"weights={ckpt}", f"++codec.rate={codec.rate}", f"input={png}",
+                f"output={stream}")
         assert stream.read_bytes() == codec.encode(x), f"{name} @ {codec.rate}: another process wrote other bytes"
         run_cli("decode", f"input={stream}", f"output={tmp_path / 'y.png'}", f"weights={ckpt}")
-        assert np.array_equal(to_uint8_hwc(load_image(tmp_path / "y.png")[0]), to_uint8_hwc(codec.decode(stream.read_bytes())))
+        decoded = to_uint8_hwc(codec.decode(stream.read_bytes()))
+        assert np.array_equal(to_uint8_hwc(load_image(tmp_path / "y.png")[0]), decoded)
 
 
 def hostile_variants(data: bytes):
@@ -84,7 +135,8 @@ def hostile_variants(data: bytes):
     c = Container.from_bytes(data)
 
     def forged(what, **changes):
-        fields = {"codec": c.codec, "height": c.height, "width": c.width, "sections": c.sections, "model_id": c.model_id}
+        fields = {"codec": c.codec, "height": c.height, "width": c.width, "sections": c.sections,
+                  "model_id": c.model_id}
         return what, Container(**{**fields, **changes}).to_bytes()  # a valid CRC: only the codec's checks can refuse it
 
     yield forged("huge image size", height=2**31, width=2**31)

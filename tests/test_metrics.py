@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from licbench import metrics
+from licbench.core import metrics
 
 
 def test_psnr_matches_hand_computation():

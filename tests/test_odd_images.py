@@ -1,5 +1,5 @@
 """Odd input files: the loader's conversions (gray, alpha, palette, 16-bit, CMYK, EXIF rotation)
-and tiny sizes coded at their own size. `python -m licbench.oddimages` runs every codec on them
+and tiny sizes coded at their own size. `python -m licbench.tools.oddimages` runs every codec on them
 through the CLI; this is the fast part."""
 import numpy as np
 import pytest
@@ -7,11 +7,11 @@ import torch
 from PIL import Image
 
 from licbench.baselines.pillow import PillowCodec
-from licbench.codec import CodecError
-from licbench.images import load_image, pil_to_tensor
+from licbench.core.codec import CodecError
+from licbench.core.images import load_image, pil_to_tensor
 from licbench.lightning_modules.balle2017 import Balle2017
 from licbench.lightning_modules.fmm import FMM
-from licbench.oddimages import BASE, BIG, KINDS, problem, write_images
+from licbench.tools.oddimages import BASE, BIG, KINDS, problem, write_images
 
 SMALL = {"1x1": (1, 1), "7x5": (5, 7), "135x240": (240, 135)}  # kind -> (height, width)
 

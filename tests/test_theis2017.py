@@ -2,10 +2,10 @@ import pytorch_lightning as pl
 import pytest
 import torch
 
-from licbench import metrics
-from licbench.bitstream import Container
-from licbench.checkpoint import load_checkpoint, save_checkpoint
-from licbench.codec import CodecError
+from licbench.core import metrics
+from licbench.core.bitstream import Container
+from licbench.core.checkpoint import load_checkpoint, save_checkpoint
+from licbench.core.codec import CodecError
 from licbench.datamodules.patches import Patches
 from licbench.datamodules.synthetic import Synthetic, synthetic_image
 from licbench.lightning_modules.theis2017 import Theis2017

@@ -5,12 +5,13 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from licbench import metrics
-from licbench.bitstream import Container
-from licbench.checkpoint import load_checkpoint, save_checkpoint
-from licbench.codec import CodecError
+from licbench.core import metrics
+from licbench.core.bitstream import Container
+from licbench.core.checkpoint import load_checkpoint, save_checkpoint
+from licbench.core.codec import CodecError, weights_id
 from licbench.datamodules.synthetic import Synthetic, synthetic_image
-from licbench.lightning_modules.toderici2017 import ConvLSTM, Toderici2017
+from licbench.lightning_modules.layers import ConvLSTM
+from licbench.lightning_modules.toderici2017 import Toderici2017
 
 from conftest import REPO
 
@@ -137,7 +138,8 @@ def test_hostile_section_contents_are_codec_errors(trained, case):
     raw, rans = (sections(model.encode(x, iterations=4, bitstream=kind))[1] for kind in ("raw", "rans"))
     data = {"k=0": forge(model, bytes([0, 0]), raw), "k=17": forge(model, bytes([1, 17]), rans),
             "kind=2": forge(model, bytes([2, 4]), raw), "raw truncated": forge(model, bytes([0, 4]), raw[:-1]),
-            "raw extra": forge(model, bytes([0, 4]), raw + b"\0"), "rans truncated": forge(model, bytes([1, 4]), rans[:-3]),
+            "raw extra": forge(model, bytes([0, 4]), raw + b"\0"),
+            "rans truncated": forge(model, bytes([1, 4]), rans[:-3]),
             "rans garbage": forge(model, bytes([1, 4]), bytes(range(7, 250, 3))),
             "rans forged k": forge(model, bytes([1, 16]), rans),
             "rans forged size": Container(model.name, 8000, 8000, [bytes([1, 16]), rans], model.model_id).to_bytes(),
@@ -172,3 +174,18 @@ def test_model_configs_build_and_round_trip_a_checkpoint(tmp_path):
     x = synthetic_image(40, 33, seed=4)
     data = model.eval().encode(x, iterations=2, bitstream="raw")
     assert torch.equal(loaded.decode(data), model.decode(data))
+
+
+def test_checkpoints_from_before_the_entropy_model_module_load_with_their_id(trained, tmp_path):
+    """Older checkpoints hold the entropy model's weights at the top level (``bit_bias``, ``context.*``)."""
+    model, x = trained[0], synthetic_image(45, 70, seed=3)
+    old = {key.removeprefix("entropy_model."): value for key, value in model.state_dict().items()}
+    assert "bit_bias" in old and "context.0.weight" in old
+    path = tmp_path / "old.ckpt"
+    torch.save({"format": "licbench-checkpoint/1", "state_dict": old, "meta": {},
+                "model": {"_target_": "licbench.lightning_modules.toderici2017.Toderici2017", **TINY}}, path)
+    loaded = load_checkpoint(path)
+    assert loaded.model_id == weights_id(model.name, old) != model.model_id  # the weights as the file stores them
+    data = loaded.encode(x, iterations=4)
+    assert Container.from_bytes(data).sections == sections(model.encode(x, iterations=4))
+    assert torch.equal(loaded.decode(data), model.decode(model.encode(x, iterations=4)))

@@ -1,5 +1,5 @@
 from conftest import run_cli
-from licbench.checkpoint import read_checkpoint
+from licbench.core.checkpoint import read_checkpoint
 
 
 def test_benchmark_creates_an_offline_wandb_run(tmp_path):

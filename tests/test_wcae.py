@@ -6,11 +6,12 @@ import pytorch_lightning as pl
 import pywt
 import torch
 
-from licbench import metrics
-from licbench.bitstream import Container
-from licbench.codec import CodecError
+from licbench.core import metrics
+from licbench.core.bitstream import Container
+from licbench.core.codec import CodecError
 from licbench.datamodules.synthetic import Synthetic, synthetic_image
-from licbench.lightning_modules.wcae import WCAE, NoWCAE, haar_dwt, haar_idwt
+from licbench.lightning_modules.layers import haar_dwt, haar_idwt
+from licbench.lightning_modules.wcae import WCAE, NoWCAE
 
 
 def branch_parameters(channels: int, downsamplings: int, N: int, M: int) -> int:

@@ -1,0 +1,1 @@
+"""The benchmark pipeline: RD rows, tables, leaderboard, report, crops, complexity."""

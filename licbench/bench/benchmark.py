@@ -1,0 +1,166 @@
+"""The ``licbench benchmark`` stage: every codec × rate point × image → one row each.
+
+Rows carry real bytes: ``bpp = 8 · len(bytes) / (H · W)``. Outputs in ``out_dir``:
+``per_image.csv``, ``rd.csv`` (means over images per codec and rate point),
+``<codec>.json`` (CompressAI's results schema; the only ``*.json`` there), ``codecs.yaml`` (the
+dataset, and parameters, kMAC/pixel, training budget and data of each codec), ``rd_psnr.png``,
+``rd_msssim.png`` (published curves dashed), ``crops/``, ``summary.md``, ``leaderboard.{md,html,csv}``,
+``published.csv`` (with ``references=`` or a codec's ``paper:``), ``aggregations.csv``, ``command.txt``
+and ``failures.csv`` (a codec that raises on an image is recorded there and the run goes on). Tables
+are written atomically; rows are logged as they are measured (``licbench/bench/rowlog.py``), so
+rerunning an interrupted benchmark with the same ``out_dir`` computes only the missing ones. The
+leaderboard is built in the same pass, from the tables in memory (``report.Results``), against the
+configured comparisons (``report.comparisons``: ``anchors``, ``references``, each codec config's
+``paper:``/``claim:``, ``bootstrap``); ``licbench report`` builds it again from the files.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from licbench.bench import complexity, crops, leaderboard, report
+from licbench.bench.rowlog import RowLog, key
+from licbench.cli import explain
+from licbench.core import metrics
+from licbench.core.codec import Codec, CodecError
+from licbench.core.provenance import git_revision, hydra_command
+from licbench.core.zoo import configured_codecs, rate_points
+from licbench.train import tracking
+
+COLUMNS = ["codec", "rate", "image", "height", "width", "bytes", "bpp", "psnr", "ms_ssim", "enc_s", "dec_s",
+           "bpp_estimate"]
+RD_COLUMNS = ["bpp", "psnr", "ms_ssim", "enc_s", "dec_s", "bpp_estimate"]
+FAILURE_COLUMNS = ["codec", "rate", "image", "error"]
+
+
+def measure(label: str, codec: Codec, name: str, x: torch.Tensor) -> dict:
+    """Encode and decode one image; the row of the per-image table. ``bpp_estimate`` is the
+    learned codecs' own entropy estimate (NaN for baselines), kept to check the coder — the
+    ``bpp`` column always comes from the bytes."""
+    start = time.perf_counter()
+    data = codec.encode(x)
+    encoded = time.perf_counter()
+    x_hat = codec.decode(data)
+    decoded = time.perf_counter()
+    height, width = x.shape[1:]
+    if x_hat.shape != x.shape:
+        raise RuntimeError(f"{codec.name} decoded {list(x_hat.shape)} for an image of {list(x.shape)}")
+    return {"codec": label, "rate": codec.rate, "image": name, "height": height, "width": width,
+            "bytes": len(data), "bpp": metrics.bpp(len(data), height, width), "psnr": metrics.psnr(x, x_hat),
+            "ms_ssim": metrics.ms_ssim(x, x_hat), "enc_s": encoded - start, "dec_s": decoded - encoded,
+            "bpp_estimate": metrics.bpp(codec.estimate_bits(x) / 8, height, width)}
+
+
+def run_codecs(codecs: dict[str, list[Codec]], images: list[tuple[str, torch.Tensor, str]],
+               log: RowLog) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows for every rate point of every codec (keyed by its config name) on every image, and the
+    failures. Rows in ``log`` are reused, new ones added to it; a codec that raises on an image is
+    a failure row and the run goes on (an interrupt stops it, the log keeps what was measured)."""
+    total = sum(len(points) for points in codecs.values()) * len(images)
+    rows, failures = [], []
+    with tqdm(total=total, desc="benchmark", unit="img") as progress, torch.inference_mode():
+        for label, points in codecs.items():
+            for codec in points:
+                progress.set_postfix_str(f"{label} @ {codec.rate}")
+                for name, x, _ in images:
+                    row = log.get(key(label, codec, name))
+                    if row is None:
+                        try:
+                            row = measure(label, codec, name, x)
+                        except Exception as err:  # any crash on one image is a result, not the end of the run
+                            failures.append([label, codec.rate, name, f"{type(err).__name__}: {explain(err)}"])
+                            progress.update()
+                            continue
+                        log.add(key(label, codec, name), row)
+                    rows.append(row)
+                    progress.update()
+    return pd.DataFrame(rows, columns=COLUMNS), pd.DataFrame(failures, columns=FAILURE_COLUMNS)
+
+
+def aggregate(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Dataset figures: arithmetic means of the per-image values (CompressAI's convention)."""
+    grouped = per_image.groupby(["codec", "rate"], sort=False)
+    rd = grouped[RD_COLUMNS].mean().reset_index()
+    rd.insert(2, "images", grouped.size().values)
+    return rd.sort_values(["codec", "bpp"], kind="stable").reset_index(drop=True)
+
+
+def check_distinct_rates(codecs: dict[str, list[Codec]]) -> None:
+    """Rows are keyed by (codec, rate): two rate points with one label would be averaged together."""
+    for label, points in codecs.items():
+        rates = [str(codec.rate) for codec in points]
+        clashes = sorted({rate for rate in rates if rates.count(rate) > 1})
+        if clashes:
+            raise CodecError(f"codec {label} has several rate points labelled {', '.join(clashes)} (e.g. two "
+                             "checkpoints with one lambda): benchmark them under separate codec names or runs")
+
+
+def provenance(codecs: dict[str, list[Codec]]) -> list[dict]:
+    """Where each learned rate point came from: its checkpoint's model id, budget and command."""
+    return [{"codec": label, "rate": codec.rate, "model_id": codec.model_id, **codec.provenance}
+            for label, points in codecs.items() for codec in points if codec.model_id is not None]
+
+
+def codec_facts(points: list[Codec]) -> dict:
+    """Size, cost and training provenance of one configured codec (its first rate point's network)."""
+    meta = [codec.provenance for codec in points]
+    budgets = [m["budget"] for m in meta if m and "budget" in m]
+    data = sorted({m["data"].get("_target_", "?").rsplit(".", 1)[-1]
+                   + (f" {m['data']['root']}" if m["data"].get("root") else "") for m in meta if m and m.get("data")})
+    training = "; ".join(sorted({f"{b['steps']} steps, {b['train_seconds'] / 60:.0f} min × {b['threads']} threads"
+                                 for b in budgets})) or "—"
+    return {"params": complexity.parameters(points[0]), "kmac_per_pixel": complexity.kmac_per_pixel(points[0]),
+            "training": training, "data": "; ".join(data) or "—"}
+
+
+def run_benchmark(cfg: DictConfig) -> Path:
+    out_dir = Path(cfg.out_dir)
+    leaderboard.check_anchors(cfg.anchors)
+    command = hydra_command("benchmark")
+    revision = git_revision()  # before anything is written
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    data = instantiate(cfg.data)
+    with tracking.run(cfg.logger, cfg, job_type="benchmark") as wb:
+        configs = configured_codecs(cfg)
+        compare = report.comparisons(cfg, data.name, configs)  # a bad reference or claim fails before measuring
+        images = list(data.images())
+        notes = sorted({f"{name}: {note}" for name, _, note in images if note})
+        codecs = {name: rate_points(name, codec_cfg) for name, codec_cfg in configs.items()}
+        check_distinct_rates(codecs)
+        for note in leaderboard.anchor_notes(compare.anchors, codecs):
+            print(f"note: {note}")
+        log = RowLog(out_dir)
+        if len(log):
+            print(f"resuming: {len(log)} rows already measured in {log.path}")
+        per_image, failures = run_codecs(codecs, images, log)
+        rd = aggregate(per_image)
+        report.write_tables(out_dir, per_image, rd, failures, data.name, command, revision, notes,
+                            provenance(codecs), compare.anchors[0])
+        if per_image.empty:
+            raise CodecError(f"every codec failed on every image: see {out_dir / 'failures.csv'}")
+        facts = {label: codec_facts(points) for label, points in codecs.items()}
+        report.write_index(out_dir, data.name, facts)
+        index = crops.write_crops(codecs, images, per_image, out_dir, cfg.get("crop_image"))
+        results = report.Results(per_image, rd, facts, report.command_text(command, revision), index, data.name)
+        board, paths = report.write_leaderboard(results, out_dir, compare)
+        plots = {name: paths[name] for name in ("rd_psnr", "rd_msssim")}
+        tracking.log_tables(wb, {"per_image": per_image, "rd": rd, "leaderboard": board},
+                            {**plots, **crop_images(out_dir)})
+    print(f"benchmark results in {out_dir.resolve()}: leaderboard.md/.html, summary.md, rd.csv, per_image.csv, "
+          "plots, crops/")
+    if not failures.empty:  # the log stays: a rerun retries just these
+        raise CodecError(f"{len(failures)} codec × image runs failed, the rest is in the tables: see "
+                         f"{out_dir / 'failures.csv'} (rerun the same command to retry only those)")
+    log.remove()
+    return out_dir
+
+
+def crop_images(out_dir: Path) -> dict[str, Path]:
+    return {f"crops/{path.stem}": path for path in sorted((out_dir / "crops").glob("*.png"))}

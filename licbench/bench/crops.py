@@ -1,0 +1,52 @@
+"""Side-by-side crops of one benchmark image, every codec at ≈ 0.25 and ≈ 0.5 bpp — for the
+leaderboard page, since people would rather look than read. Each codec shows its rate point
+whose bpp on that image is nearest the target (in log bpp); captions give the real figures."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from licbench.core.atomic import write_atomic
+from licbench.core.codec import Codec
+from licbench.core.images import save_image
+
+TARGETS = (0.25, 0.5)
+
+
+def nearest(rows: pd.DataFrame, target: float) -> int:
+    """Position of the row whose bpp is nearest ``target`` in log scale."""
+    return int((rows.bpp.map(math.log) - math.log(target)).abs().to_numpy().argmin())
+
+
+def write_crops(codecs: dict[str, list[Codec]], images: list[tuple[str, torch.Tensor, str]], per_image: pd.DataFrame,
+                out_dir: Path, image: str | None = None, size: int = 192) -> dict:
+    """PNG crops (centre ``size``²) under ``out_dir/crops`` and their index ``crops.json``; returns the index."""
+    name, x = next(((n, x) for n, x, _ in images if image in (None, n)), (None, None))
+    if x is None:
+        raise ValueError(f"crop image {image!r} is not among the benchmark images")
+    folder = out_dir / "crops"
+    folder.mkdir(parents=True, exist_ok=True)
+    height, width = x.shape[1:]
+    top, left = max((height - size) // 2, 0), max((width - size) // 2, 0)
+    window = (slice(None), slice(top, top + size), slice(left, left + size))
+    save_image(x[window], folder / "original.png")
+    index = {"image": name, "window": [top, left, size], "targets": {}}
+    rows = per_image[per_image.image == name]
+    for target in TARGETS:
+        entries = [{"file": "original.png", "caption": "original"}]
+        for label, points in codecs.items():
+            curve = rows[rows.codec == label]  # one row per rate point that did not fail on this image
+            if curve.empty:
+                continue
+            row = curve.iloc[nearest(curve, target)]
+            codec = next(codec for codec in points if codec.rate == row.rate)
+            file = f"{label}_{target}.png"
+            save_image(codec.decode(codec.encode(x))[window], folder / file)
+            entries.append({"file": file, "caption": f"{label} @ {row.rate}: {row.bpp:.3f} bpp, {row.psnr:.2f} dB"})
+        index["targets"][str(target)] = entries
+    write_atomic(folder / "crops.json", json.dumps(index, indent=2))
+    return index

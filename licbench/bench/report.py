@@ -1,0 +1,388 @@
+"""The benchmark's outputs, rendered and written: tables, CompressAI JSON, the codec index, RD plots,
+summary.md and the leaderboard pages. The benchmark builds the leaderboard from the ``Results`` it holds
+in memory; ``licbench report`` reads a benchmark directory back into the same ``Results`` (``read``) and
+takes the same path from there. What a leaderboard compares against is config (``Comparisons``): the
+anchors, the published curves (``references=`` and each codec config's ``paper:``), the codecs'
+claims and the bootstrap settings. Every ``*.json`` of an output directory is a CompressAI-schema
+curve, so ``python -m compressai.utils.plot -f OUT/*.json`` reads them all; the codec index is
+``codecs.yaml`` (``codecs.json`` in directories written before, which ``licbench report`` renames)."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from licbench.bench import leaderboard, papers  # noqa: E402
+from licbench.bench.references import Reference, load_references, paper_curve  # noqa: E402
+from licbench.core import zoo  # noqa: E402
+from licbench.core.atomic import write_atomic  # noqa: E402
+from licbench.core.codec import CodecError  # noqa: E402
+from licbench.core.provenance import git_revision, hydra_command  # noqa: E402
+
+LABELS = {"psnr": "PSNR-RGB (dB)", "ms_ssim": "MS-SSIM (dB) = -10 log10(1 - MS-SSIM)"}
+INDEX, OLD_INDEX = "codecs.yaml", "codecs.json"
+
+
+@dataclass
+class Results:
+    """What a leaderboard is built from: a benchmark's tables as it measured them, or as ``read`` loads them."""
+    per_image: pd.DataFrame  # per_image.csv
+    rd: pd.DataFrame  # rd.csv: means over images per codec and rate point
+    facts: dict[str, dict]  # codecs.yaml: size, cost and training of each codec
+    command: str  # command.txt: the command and its git revision
+    crops: dict | None  # crops/crops.json: the index of the crops
+    dataset: str | None = None  # codecs.yaml: the data's name (None in directories written before it was recorded)
+
+
+@dataclass(frozen=True)
+class Comparisons:
+    """What a leaderboard compares its measured rows against (:func:`comparisons`)."""
+    anchors: list[str]
+    references: list[Reference] = field(default_factory=list)  # drawn dashed, tabled as published
+    papers: dict[str, tuple] = field(default_factory=dict)  # codec -> (its paper:, Reference or None, why none)
+    claims: dict[str, dict] = field(default_factory=dict)  # codec -> its claim:
+    bootstrap: dict | None = None  # scipy.stats.bootstrap settings of the BD-rate intervals
+
+
+def command_text(command: str, revision: str) -> str:
+    return f"{command}\n# git {revision}\n"
+
+
+def read(in_dir: Path) -> Results:
+    """A benchmark's output directory, back in memory. Floats are parsed exactly as they were
+    written, so the leaderboard is the one the benchmark built."""
+    in_dir = Path(in_dir)
+    missing = [name for name in ("rd.csv", "per_image.csv") if not (in_dir / name).is_file()]
+    if missing:
+        raise CodecError(f"{in_dir} is not a benchmark output directory (missing {', '.join(missing)})")
+    codecs, old, command, index = (in_dir / INDEX, in_dir / OLD_INDEX, in_dir / "command.txt",
+                                   in_dir / "crops" / "crops.json")
+    record = (OmegaConf.to_container(OmegaConf.load(codecs)) if codecs.is_file()
+              else {"codecs": json.loads(old.read_text())} if old.is_file() else {})
+    return Results(per_image=pd.read_csv(in_dir / "per_image.csv", float_precision="round_trip"),
+                   rd=pd.read_csv(in_dir / "rd.csv", float_precision="round_trip"),
+                   facts=record.get("codecs") or {},
+                   command=command.read_text() if command.is_file() else "",
+                   crops=json.loads(index.read_text()) if index.is_file() else None,
+                   dataset=record.get("dataset"))
+
+
+def write_index(out_dir: Path, dataset: str | None, facts: dict[str, dict]) -> Path:
+    """codecs.yaml: the dataset and each codec's size, cost and training (YAML, so that every *.json
+    of the directory is a curve)."""
+    return write_atomic(out_dir / INDEX, OmegaConf.to_yaml(OmegaConf.create({"dataset": dataset, "codecs": facts})))
+
+
+def comparisons(cfg: DictConfig, dataset: str | None, configs: dict[str, DictConfig]) -> Comparisons:
+    """The ``anchors``, ``references`` and ``bootstrap`` of ``cfg`` and the ``paper:``/``claim:`` of
+    each codec config in ``configs``; one-line CodecErrors for what is malformed, a reference on
+    another dataset, or references without a known dataset."""
+    anchors = leaderboard.check_anchors(cfg.anchors)
+    specs = list(cfg.get("references") or [])
+    if specs and not dataset:
+        raise CodecError("references need the benchmark's dataset, which this directory does not record "
+                         "(written before licbench recorded it): give dataset=NAME")
+    references, named, claims = load_references(specs, dataset), {}, {}
+    for name, node in configs.items():
+        paper, claim = papers.paper_and_claim(name, node)
+        if paper:
+            named[name] = (paper, *(paper_curve(paper, dataset) if dataset
+                                    else (None, "the benchmark directory does not record its dataset")))
+        if claim:
+            claims[name] = claim
+    for _, reference, _ in named.values():
+        if reference is not None and reference.name not in {r.name for r in references}:
+            references.append(reference)
+    bootstrap = OmegaConf.to_container(cfg.bootstrap, resolve=True) if cfg.get("bootstrap") else None
+    return Comparisons(anchors, references, named, claims, bootstrap)
+
+
+def plot_rd(rd: pd.DataFrame, metric: str, path: Path, dataset: str | None, compare: Comparisons) -> Path:
+    """The measured curves, solid, and the published ones dashed (a paper's in its codec's colour)."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    colours = {}
+    for codec, curve in rd.groupby("codec", sort=False):
+        curve = curve.sort_values("bpp")
+        colours[codec] = ax.plot(curve.bpp, leaderboard.quality(curve[metric], metric), marker="o", markersize=3,
+                                 label=codec)[0].get_color()
+    owners = {reference.name: codec for codec, (_, reference, _) in compare.papers.items() if reference is not None}
+    for reference in compare.references:
+        curve = reference.curve.dropna(subset=[metric])
+        if not curve.empty:
+            ax.plot(curve.bpp, leaderboard.quality(curve[metric], metric), linestyle="--", linewidth=1,
+                    color=colours.get(owners.get(reference.name)), label=f"{reference.name} (published)")
+    dashed = ", dashed: as published" if compare.references else ""
+    ax.set(xlabel="bits per pixel (from real bytes)", ylabel=LABELS[metric],
+           title=f"{dataset or 'benchmark'}: rate-distortion{dashed}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
+    plt.close(fig)
+    return write_atomic(path, png.getvalue())
+
+
+def summary(rd: pd.DataFrame, dataset: str, command: str, revision: str, notes: list[str],
+            checkpoints: list[dict], failures: pd.DataFrame, anchor: str) -> str:
+    """summary.md: the RD table, each point beside the PSNR of ``anchor`` at its bpp."""
+    lines = [f"# Benchmark on {dataset}", "",
+             f"- command: `{command}`", f"- git revision: {revision}",
+             f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
+             "- bpp from real bitstream bytes (headers included); PSNR/MS-SSIM on 8-bit RGB; means over images", ""]
+    if notes:
+        lines += ["Input conversions: " + "; ".join(notes), ""]
+    if not failures.empty:
+        lines += [f"## Failures ({len(failures)}: not in the means below; failures.csv)", ""]
+        lines += [f"- {f.codec} @ {f.rate} on {f.image}: {f.error}" for f in failures.itertuples()] + [""]
+    reference = rd[rd.codec == anchor]
+    lines += [f"| codec | rate | images | bpp | bpp estimate | PSNR (dB) | MS-SSIM | {anchor} PSNR at same bpp (Δ) "
+              "| enc s | dec s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rd.itertuples():
+        at = leaderboard.curve_at(reference, row.bpp, "psnr") if row.codec != anchor else math.nan
+        vs = "" if math.isnan(at) else f"{at:.2f} ({row.psnr - at:+.2f})"
+        estimate = "" if math.isnan(row.bpp_estimate) else f"{row.bpp_estimate:.4f}"
+        lines.append(f"| {row.codec} | {row.rate} | {row.images} | {row.bpp:.4f} | {estimate} | {row.psnr:.2f} "
+                     f"| {row.ms_ssim:.4f} | {vs} | {row.enc_s:.3f} | {row.dec_s:.3f} |")
+    if rd.ms_ssim.isna().any():
+        lines += ["", "MS-SSIM is NaN where an image's shorter side is under 161 pixels: too small for 5 scales."]
+    if checkpoints:
+        lines += ["", "## Checkpoints of the learned codecs", "",
+                  "| codec | rate | model id | steps | train s | budget | warm start | training command |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for c in checkpoints:
+            budget = c.get("budget", {})
+            lines.append(f"| {c['codec']} | {c['rate']} | {c['model_id']} | {budget.get('steps')} | "
+                         f"{budget.get('train_seconds')} | {budget.get('max_time')} on {budget.get('threads')} "
+                         f"threads | {c.get('init_from') or ''} | `{c.get('command', '')}` |")
+    lines += ["", "Plots: rd_psnr.png, rd_msssim.png. Per-image rows: per_image.csv.", ""]
+    return "\n".join(lines)
+
+
+def compressai_json(rd: pd.DataFrame, codec: str, description: str, dataset: str) -> dict:
+    """A codec's curve in CompressAI's results schema, with the ``dataset`` key a reference may carry
+    (so a run's curve can be another run's reference)."""
+    curve = rd[rd.codec == codec].sort_values("bpp")
+    return {"name": codec, "description": description, "dataset": dataset,
+            "results": {"bpp": curve.bpp.tolist(), "psnr-rgb": curve.psnr.tolist(),
+                        "ms-ssim-rgb": curve.ms_ssim.tolist(), "encoding_time": curve.enc_s.tolist(),
+                        "decoding_time": curve.dec_s.tolist()}}
+
+
+def write_tables(out_dir: Path, per_image: pd.DataFrame, rd: pd.DataFrame, failures: pd.DataFrame, dataset: str,
+                 command: str, revision: str, notes: list[str], checkpoints: list[dict],
+                 anchor: str) -> None:
+    """The tables, CompressAI JSON, command and summary."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(out_dir / "per_image.csv", per_image.to_csv(index=False))
+    write_atomic(out_dir / "rd.csv", rd.to_csv(index=False))
+    write_atomic(out_dir / "failures.csv", failures.to_csv(index=False))
+    for codec in rd.codec.unique():
+        description = f"licbench {codec} on {dataset}; {command}"
+        write_atomic(out_dir / f"{codec}.json",
+                     json.dumps(compressai_json(rd, codec, description, dataset), indent=2))
+    write_atomic(out_dir / "command.txt", command_text(command, revision))
+    write_atomic(out_dir / "summary.md", summary(rd, dataset, command, revision, notes, checkpoints, failures, anchor))
+
+
+def _cell(column: str, value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if column.startswith("BD-") or column.endswith("− mean dB"):
+        return f"{value:+.2f}"
+    if column == "params":
+        return f"{int(value):,}"
+    if isinstance(value, float):
+        return f"{value:.4f}" if "bpp" in column else f"{value:.2f}" if "PSNR" in column else f"{value:.1f}"
+    return str(value)
+
+
+def rendered(table: pd.DataFrame) -> pd.DataFrame:
+    """The cells of ``table`` as text; a BD-rate's interval columns folded into it as "[low, high]"."""
+    shown = [c for c in table.columns if not c.endswith((" CI low", " CI high"))]
+    cells = {}
+    for column in shown:
+        cells[column] = [_cell(column, value) for value in table[column]]
+        if f"{column} CI low" in table:
+            cells[column] = [cell if math.isnan(low) else f"{cell} [{low:+.1f}, {high:+.1f}]" for cell, low, high
+                             in zip(cells[column], table[f"{column} CI low"], table[f"{column} CI high"])]
+    return pd.DataFrame(cells, columns=shown)
+
+
+@dataclass
+class Section:
+    """A part of the leaderboard page: a heading, a table and lines (list items) after it."""
+    heading: str
+    table: pd.DataFrame | None = None
+    items: list[str] = field(default_factory=list)
+
+
+def sections(table: pd.DataFrame, published: pd.DataFrame, both: pd.DataFrame) -> list[Section]:
+    """The measured rows (against the anchors; beside their papers; size and cost), the published
+    curves in a section of their own, and the two PSNR aggregations."""
+    bd = [c for c in table.columns if c.startswith("BD-") and "its paper" not in c]
+    cost = ["enc ms/MP", "dec ms/MP", "params", "kMAC/px enc", "kMAC/px dec", "training", "data"]
+    parts = [Section("Measured, against the anchors", table[["codec", "points", "bpp range", *bd, "notes"]])]
+    gap = [c for c in table.columns if c == "paper" or "its paper" in c or c in (papers.GAP, "paper notes")]
+    claims = [f"{row.codec}: {row.claim}" for row in table.itertuples() if isinstance(getattr(row, "claim", None), str)]
+    if gap or claims:
+        rows = table[table.paper.notna()][["codec", *gap]] if gap else None
+        parts.append(Section("Measured, beside its paper", rows if rows is not None and len(rows) else None, claims))
+    parts.append(Section("Measured: size and cost", table[["codec", *cost]]))
+    if not published.empty:
+        parts.append(Section("Published curves (as published by their sources, not measured here)", published))
+    parts.append(Section("PSNR aggregated two ways: mean over images (CompressAI) and of the pooled MSE (CLIC)", both))
+    return parts
+
+
+def footnote(compare: Comparisons, images: int) -> str:
+    text = leaderboard.__doc__.split("\n\n", 1)[1].replace("\n", " ").replace("``", "`").strip()
+    settings = compare.bootstrap or {}
+    if settings.get("n_resamples") and images < 2:
+        text += " No intervals: one image."
+    elif settings.get("n_resamples"):
+        text += (f" Intervals: {float(settings.get('confidence_level', 0.95)):.0%} "
+                 f"{settings.get('method', 'percentile')} bootstrap over the {images} images, "
+                 f"{settings['n_resamples']} resamples, seed {settings.get('seed', 0)}.")
+    return text
+
+
+def markdown(title: str, provenance: list[str], parts: list[Section], note: str) -> str:
+    lines = [f"# {title}", "", *provenance, ""]
+    for part in parts:
+        lines += [f"## {part.heading}", ""]
+        if part.table is not None:
+            cells = rendered(part.table)
+            lines += ["| " + " | ".join(cells.columns) + " |", "|" + "---|" * len(cells.columns)]
+            lines += ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False)] + [""]
+        lines += [f"- {item}" for item in part.items] + ([""] if part.items else [])
+    return "\n".join([*lines, note, ""])
+
+
+def _embed(path: Path) -> str:
+    return f"data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
+def _html_table(table: pd.DataFrame) -> str:
+    cells = rendered(table)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cells.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+                   for row in cells.itertuples(index=False))
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def html_page(title: str, provenance: list[str], parts: list[Section], note: str, in_dir: Path,
+              crops: dict | None) -> str:
+    """A self-contained page: the sections, the RD plots and the crops (``crops``: their index), images embedded."""
+    page = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
+            "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}figure{display:inline-block;margin:4px}"
+            "figcaption{font-size:12px;text-align:center}</style>", f"<h1>{html.escape(title)}</h1>"]
+    page += [f"<p>{html.escape(line)}</p>" for line in provenance]
+    for part in parts:
+        page.append(f"<h2>{html.escape(part.heading)}</h2>")
+        if part.table is not None:
+            page.append(_html_table(part.table))
+        if part.items:
+            page.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in part.items) + "</ul>")
+    plots = [p for p in (in_dir / "rd_psnr.png", in_dir / "rd_msssim.png") if p.is_file()]
+    page += ["<h2>Rate–distortion</h2>"] + [f"<img src='{_embed(p)}' width='560'>" for p in plots]
+    if crops:
+        page.append(f"<h2>Crops of {html.escape(crops['image'])}</h2>")
+        for target, entries in crops["targets"].items():
+            page.append(f"<h3>≈ {target} bpp</h3>")
+            page += [f"<figure><img src='{_embed(in_dir / 'crops' / e['file'])}' width='192'>"
+                     f"<figcaption>{html.escape(e['caption'])}</figcaption></figure>" for e in entries]
+    page.append(f"<p>{html.escape(note)}</p>")
+    return "\n".join(page)
+
+
+def beside_papers(results: Results, compare: Comparisons) -> dict[str, dict]:
+    """By codec, its paper's columns and its claim line (:mod:`licbench.bench.papers`)."""
+    rd, rows, beside = results.rd, results.per_image, {}
+    for codec, curve in rd.groupby("codec", sort=False):
+        extra = {}
+        if codec in compare.papers:
+            spec, reference, missing = compare.papers[codec]
+            extra.update(papers.gap_columns(spec, reference, missing, curve, rows[rows.codec == codec],
+                                            compare.bootstrap))
+        if codec in compare.claims:
+            extra["claim"] = papers.check(codec, compare.claims[codec], rd, rows, compare.bootstrap)
+        beside[codec] = extra
+    return beside
+
+
+def write_leaderboard(results: Results, out_dir: Path, compare: Comparisons,
+                      made_by: str | None = None) -> tuple[pd.DataFrame, dict[str, Path]]:
+    """leaderboard.{md,html,csv}, published.csv, aggregations.csv and the RD plots in ``out_dir``, built
+    from ``results`` against ``compare``; ``made_by``: the report's own command, when it rebuilds
+    them. Returns the measured table and the paths."""
+    rd, per_image, anchors = results.rd, results.per_image, compare.anchors
+    table = leaderboard.leaderboard(rd, per_image, results.facts, anchors, compare.bootstrap,
+                                    beside_papers(results, compare))
+    published = leaderboard.published(compare.references, rd, per_image, anchors, compare.bootstrap)
+    both = leaderboard.aggregations(rd, per_image)
+    images = per_image.image.nunique()
+    provenance = [f"From {out_dir.name}/rd.csv and per_image.csv ({images} images"
+                  + (f" of {results.dataset}" if results.dataset else "") + "). Measured by: "
+                  + results.command.strip().replace("\n", " ")]
+    if made_by:
+        provenance.append("Leaderboard rebuilt by: " + made_by.strip().replace("\n", " "))
+    provenance += [f"Note: {note}." for note in leaderboard.anchor_notes(anchors, rd.codec)]
+    paths = {"rd_psnr": plot_rd(rd, "psnr", out_dir / "rd_psnr.png", results.dataset, compare),
+             "rd_msssim": plot_rd(rd, "ms_ssim", out_dir / "rd_msssim.png", results.dataset, compare),
+             "md": out_dir / "leaderboard.md", "html": out_dir / "leaderboard.html",
+             "csv": out_dir / "leaderboard.csv", "aggregations": out_dir / "aggregations.csv"}
+    title, parts, note = f"Leaderboard: {out_dir.name}", sections(table, published, both), footnote(compare, images)
+    write_atomic(paths["md"], markdown(title, provenance, parts, note))
+    write_atomic(paths["html"], html_page(title, provenance, parts, note, out_dir, results.crops))
+    write_atomic(paths["csv"], table.to_csv(index=False))
+    write_atomic(paths["aggregations"], both.to_csv(index=False))
+    if published.empty:
+        (out_dir / "published.csv").unlink(missing_ok=True)  # from an earlier report with references
+    else:
+        paths["published"] = write_atomic(out_dir / "published.csv", published.to_csv(index=False))
+    return table, paths
+
+
+def codec_configs(cfg: DictConfig, names) -> dict[str, DictConfig]:
+    """The codec configs of ``names`` (:func:`licbench.core.zoo.codec_config`) for their ``paper:`` and
+    ``claim:``; a codec with no config here (another config tree's, or renamed) has none."""
+    configs = {}
+    for name in names:
+        try:
+            configs[name] = zoo.codec_config(str(name), cfg)
+        except CodecError:
+            continue
+    return configs
+
+
+def run_report(cfg: DictConfig) -> dict[str, Path]:
+    """``licbench report in_dir=OUT``: the leaderboard of a benchmark directory, rebuilt from its files
+    against the configured comparisons, with this command and its git revision beside the benchmark's.
+    A directory from before the index was ``codecs.yaml`` gets its ``codecs.json`` renamed (with
+    ``dataset=``, when given, recorded)."""
+    in_dir = Path(cfg.in_dir)
+    results = read(in_dir)
+    if cfg.get("dataset") and results.dataset and cfg.dataset != results.dataset:
+        raise CodecError(f"{in_dir} is a benchmark on {results.dataset}, not dataset={cfg.dataset}")
+    results.dataset = results.dataset or cfg.get("dataset")
+    compare = comparisons(cfg, results.dataset, codec_configs(cfg, results.rd.codec.unique()))
+    made_by = command_text(hydra_command("report"), git_revision())
+    if (in_dir / OLD_INDEX).is_file() and not (in_dir / INDEX).is_file():
+        write_index(in_dir, results.dataset, results.facts)
+        (in_dir / OLD_INDEX).unlink()
+        print(f"renamed {in_dir / OLD_INDEX} to {INDEX} (every *.json here is now a curve CompressAI's plot reads)")
+    return write_leaderboard(results, in_dir, compare, made_by)[1]

@@ -1,0 +1,1 @@
+"""Training: Lightning jobs, grids of them, W&B tracking."""
