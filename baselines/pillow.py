@@ -55,7 +55,8 @@ def decode_pillow(data: bytes, expected_format: str | None = None) -> torch.Tens
         if expected_format and img.format != expected_format:
             raise UnknownFormat(f"expected a {expected_format} file, got {img.format}")
         if img.width * img.height > DEFAULT_MAX_PIXELS:
-            raise CodecError(f"declared image size {img.height}x{img.width} exceeds the limit of {DEFAULT_MAX_PIXELS} pixels")
+            raise CodecError(f"declared image size {img.height}x{img.width} exceeds the limit of "
+                             f"{DEFAULT_MAX_PIXELS} pixels")
         try:
             pixels = np.asarray(img.convert("RGB"))
         except (OSError, SyntaxError, ValueError, RuntimeError) as err:  # AVIF's plugin raises RuntimeError

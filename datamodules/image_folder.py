@@ -3,8 +3,8 @@ class every evaluation set shares. ``images()`` yields ``(name, [3, H, W] in [0,
 the note stating any conversion (alpha dropped, gray replicated, ...)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytorch_lightning as pl
 import torch

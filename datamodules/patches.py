@@ -53,7 +53,8 @@ class Patches(pl.LightningDataModule):
         self.root = Path(root).expanduser()
         self.train_dir, self.val_dir = train_dir, val_dir
         self.patch_size, self.batch_size, self.epoch_size = patch_size, batch_size, epoch_size
-        self.val_size, self.val_images, self.val_fraction, self.num_workers = val_size, val_images, val_fraction, num_workers
+        self.val_size, self.val_images = val_size, val_images
+        self.val_fraction, self.num_workers = val_fraction, num_workers
         self.train_images: list[torch.Tensor] = []
         self.val_crops: list[torch.Tensor] = []
 
@@ -74,7 +75,8 @@ class Patches(pl.LightningDataModule):
             train, val = train[n_val:], train[:n_val]
         small = [i for i, x in enumerate(train) if min(x.shape[1:]) < self.patch_size]
         if small:
-            raise CodecError(f"{len(small)} training images in {train_root} are smaller than patch_size={self.patch_size}")
+            raise CodecError(f"{len(small)} training images in {train_root} are smaller than "
+                             f"patch_size={self.patch_size}")
         self.train_images = train
         size = min(self.val_size, *(min(x.shape[1:]) for x in val))
         self.val_crops = [center_crop(x, size) for x in val[: self.val_images]]

@@ -1,7 +1,7 @@
 """The colour photographs shipped inside scikit-image's wheel: the no-network default set."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

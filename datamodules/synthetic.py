@@ -1,7 +1,7 @@
 """Tiny deterministic images for tests: smooth colour gradients with a few soft blobs."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset

@@ -1,9 +1,8 @@
 import pickle
 
+import pytest
 import pytorch_lightning as pl
 import torch
-
-import pytest
 
 from licbench.core import metrics
 from licbench.core.bitstream import Container

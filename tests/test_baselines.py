@@ -4,9 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
-from licbench.core import metrics
 from licbench.baselines.jpeg2000 import Jpeg2000Codec, decode_jpeg2000
 from licbench.baselines.pillow import PillowCodec, decode_pillow
+from licbench.core import metrics
 from licbench.core.codec import CodecError
 
 
@@ -40,7 +40,8 @@ def test_jpeg_quality_orders_rate_and_distortion(image):
 def test_jpeg2000_writes_a_codestream_near_its_target_rate(tmp_path):
     from licbench.datamodules.synthetic import synthetic_image
 
-    x = (synthetic_image(128, 128, 1) + 0.05 * torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    x = (synthetic_image(128, 128, 1)
+         + 0.05 * torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
     data = Jpeg2000Codec(1.0).encode(x)
     assert data[:4] == b"\xff\x4f\xff\x51"
     assert 0.7 < metrics.bpp(len(data), 128, 128) <= 1.05

@@ -1,7 +1,7 @@
 import copy
 
-import pytorch_lightning as pl
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from licbench.core import metrics

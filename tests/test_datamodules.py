@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from licbench.core.codec import CodecError
+from licbench.core.images import save_image
 from licbench.datamodules.image_folder import ImageFolder
 from licbench.datamodules.kodak import Kodak
 from licbench.datamodules.patches import Patches
 from licbench.datamodules.samples import Samples
-from licbench.core.images import save_image
 
 
 def test_kodak_local_copy_is_verified(datasets):

@@ -1,6 +1,6 @@
-from licbench.tools import determinism
-from licbench.datamodules.synthetic import synthetic_image
 from licbench.core.images import save_image
+from licbench.datamodules.synthetic import synthetic_image
+from licbench.tools import determinism
 
 
 def test_streams_and_pixels_are_the_same_twice_and_in_a_fresh_process(tmp_path):

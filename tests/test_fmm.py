@@ -9,8 +9,8 @@ from licbench.core.bitstream import Container
 from licbench.core.checkpoint import load_checkpoint, read_checkpoint
 from licbench.core.codec import CodecError
 from licbench.core.images import load_image
-from licbench.lightning_modules.fmm import FMM, code_bits, levels
 from licbench.core.zoo import rate_points
+from licbench.lightning_modules.fmm import FMM, code_bits, levels
 
 
 @pytest.fixture(scope="module")

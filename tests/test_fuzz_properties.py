@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from licbench.tools import fuzz
 from licbench.core.bitstream import Container
 from licbench.core.codec import CodecError
-from licbench.datamodules.synthetic import synthetic_image
 from licbench.core.zoo import extreme_points, named_rate_points
+from licbench.datamodules.synthetic import synthetic_image
+from licbench.tools import fuzz
 
 CODECS = ["jpeg", "jpeg2000", "webp", "avif", "balle2017", "theis2017", "jiang2017", "toderici2017", "toderici2016",
           "fmm", "fmm_packed"]
@@ -51,7 +51,8 @@ VALID = Container("balle2017", 45, 70, [b"\x01\x02\x03", b"", b"x" * 40], model_
 
 
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)
-@given(data=st.one_of(st.binary(max_size=120), st.randoms(use_true_random=False).map(lambda rng: fuzz.mutate(VALID, rng)[2])))
+@given(data=st.one_of(st.binary(max_size=120),
+                      st.randoms(use_true_random=False).map(lambda rng: fuzz.mutate(VALID, rng)[2])))
 def test_container_parser_refuses_or_reads_exactly_what_it_was_given(data):
     try:
         container = Container.from_bytes(data)

@@ -33,7 +33,8 @@ def results(tmp_path) -> pd.DataFrame:
 
 def test_local_grid_runs_jobs_in_parallel_and_both_land_in_one_leaderboard(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.path.dirname(__file__))  # the jobs import grid_rendezvous
-    rendezvous = f"+trainer.callbacks=[{{_target_:grid_rendezvous.Rendezvous,directory:{tmp_path / 'arrived'},timeout:120}}]"
+    rendezvous = (f"+trainer.callbacks=[{{_target_:grid_rendezvous.Rendezvous,"
+                  f"directory:{tmp_path / 'arrived'},timeout:120}}]")
     grid(tmp_path, "launcher=local", "model.lmbda=0.01,0.02", rendezvous)
     first = results(tmp_path)
     assert list(first.status) == ["done", "done"] and first.pid.nunique() == 2
@@ -43,8 +44,8 @@ def test_local_grid_runs_jobs_in_parallel_and_both_land_in_one_leaderboard(tmp_p
 
     out = tmp_path / "bench"
     run_cli("benchmark", "data=synthetic", "logger=none", "codecs=[jpeg,balle2017]", f"out_dir={out}",
-            "+codec_overrides.jpeg.grid=[10,50,90]", f"+codec_overrides.balle2017.checkpoints={tmp_path}/grids/g/**/*.ckpt",
-            f"hydra.run.dir={tmp_path / 'h'}")
+            "+codec_overrides.jpeg.grid=[10,50,90]",
+            f"+codec_overrides.balle2017.checkpoints={tmp_path}/grids/g/**/*.ckpt", f"hydra.run.dir={tmp_path / 'h'}")
     rows = pd.read_csv(out / "per_image.csv")
     assert sorted(rows[rows.codec == "balle2017"].rate.unique()) == [0.01, 0.02]
     assert not rows.duplicated(["codec", "rate", "image"]).any() and len(rows) == (3 + 2) * 2
@@ -58,7 +59,8 @@ def test_a_grid_killed_mid_way_reruns_only_its_missing_job(tmp_path, monkeypatch
     flag.touch()
     args = ["model.lmbda=0.01,0.02", f"+trainer.callbacks=[{{_target_:grid_rendezvous.Hang,flag:{flag},lmbda:0.02}}]"]
     command = [LICBENCH, "train", "-m", *TINY, *args, f"paths.log_dir={tmp_path}", "grid=g"]
-    killed = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not flag.with_suffix(".started").exists() and killed.poll() is None and time.time() < deadline:
         time.sleep(0.2)

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from licbench.core import metrics
 from licbench.baselines.pillow import PillowCodec, decode_pillow
+from licbench.core import metrics
 from licbench.core.bitstream import Container
 from licbench.core.codec import CodecError
 from licbench.datamodules.synthetic import Synthetic

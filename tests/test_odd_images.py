@@ -109,7 +109,9 @@ def test_tiny_sizes_round_trip_at_their_own_size(odd, codecs, name):
 def test_a_one_line_error_is_a_refusal_and_anything_else_a_crash():
     assert problem(0, "", 16) is None
     assert problem(1, "licbench: error: image too small\n", 16) == "refused: image too small"
-    traceback = "Error executing job\nTraceback (most recent call last):\n  File x\nIndexError: list index out of range\n"
+    traceback = ("Error executing job\nTraceback (most recent call last):\n  File x\n"
+                 "IndexError: list index out of range\n")
     assert problem(1, traceback, 16) == "CRASH (exit 1): IndexError: list index out of range"
     assert problem(-11, "", 16) == "CRASH (signal 11): no message"
-    assert problem(1, "RuntimeError: DefaultCPUAllocator: can't allocate memory\n", 16).startswith("CRASH: out of memory")
+    assert problem(1, "RuntimeError: DefaultCPUAllocator: can't allocate memory\n", 16).startswith(
+        "CRASH: out of memory")

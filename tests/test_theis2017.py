@@ -1,5 +1,5 @@
-import pytorch_lightning as pl
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from licbench.core import metrics

@@ -1,10 +1,11 @@
-import pytorch_lightning as pl
 import pytest
+import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from conftest import REPO
 from licbench.core import metrics
 from licbench.core.bitstream import Container
 from licbench.core.checkpoint import load_checkpoint, save_checkpoint
@@ -12,8 +13,6 @@ from licbench.core.codec import CodecError, weights_id
 from licbench.datamodules.synthetic import Synthetic, synthetic_image
 from licbench.lightning_modules.layers import ConvLSTM
 from licbench.lightning_modules.toderici2017 import Toderici2017
-
-from conftest import REPO
 
 TINY = dict(encoder_channels=[8, 16, 16, 16], decoder_channels=[16, 16, 16, 16], context_channels=8)
 

@@ -6,9 +6,9 @@ Layout (big-endian)::
     | height u32 | width u32 | n_sections u8 | n x (length u32 + payload) | CRC-32 u32
 
 The CRC-32 (zlib) of everything before it turns a damaged or bit-flipped stream into a
-clear error instead of a wrong image. Every size and length is validated against the bytes actually present (and the image size
-against a pixel limit) before anything is allocated, so hostile bytes fail with
-:class:`~licbench.core.codec.CodecError`.
+clear error instead of a wrong image. Every size and length is validated against the bytes
+actually present (and the image size against a pixel limit) before anything is allocated, so
+hostile bytes fail with :class:`~licbench.core.codec.CodecError`.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ class Container:
         return seal(b"".join(out))
 
     @classmethod
-    def from_bytes(cls, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> "Container":
+    def from_bytes(cls, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
         reader = _Reader(data)
         if reader.take(4, "magic") != MAGIC:
             raise CodecError("not a licbench stream (bad magic)")

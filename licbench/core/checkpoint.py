@@ -42,7 +42,8 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CodecError(f"refused to load {path}: not a plain weights file, it may contain code ({err})".splitlines()[0]) from None
+        raise CodecError(f"refused to load {path}: not a plain weights file, it may contain code "
+                         f"({err})".splitlines()[0]) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CodecError(f"{path} is not a readable checkpoint ({err})".splitlines()[0]) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -35,7 +35,8 @@ def ms_ssim(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     # [1, H, W, 3] memory seen as [1, 3, H, W]: pytorch_msssim's depthwise Gaussian convolutions run
     # ~3x faster on CPU than on NCHW memory (and ~2x faster than .contiguous(channels_last), whose
     # batch stride of 3 the convolution does not recognise); see python -m licbench.tools.suite_speed
-    a, b = (to_uint8_levels(t).float().permute(1, 2, 0).contiguous().unsqueeze(0).permute(0, 3, 1, 2) for t in (x, x_hat))
+    a, b = (to_uint8_levels(t).float().permute(1, 2, 0).contiguous().unsqueeze(0).permute(0, 3, 1, 2)
+            for t in (x, x_hat))
     return _ms_ssim(a, b, data_range=255).item()
 
 

@@ -8,9 +8,10 @@ One identity per codec: its name is the name of its config file. A learned metho
 such as toderici2016, names no class: it starts from its method's model config in
 ``defaults:``), and its checkpoints are ``${paths.zoo_dir}/NAME/*.ckpt``
 (:func:`default_codec_config`). ``conf/codec/NAME.yaml`` exists only where it adds something: a
-baseline, a learned method's ``points:`` or default ``rate:``, or a variant that reads another
-method's checkpoints (``fmm_packed``, ``toderici2016``). ``tests/test_learned_codecs.py`` checks
-the rule.
+baseline, a learned method's ``points:`` or default ``rate:``, its paper's published curve or claim
+(``paper:``/``claim:``, read by the leaderboard, :mod:`licbench.bench.papers`, never by the codec),
+or a variant that reads another method's checkpoints (``fmm_packed``, ``toderici2016``).
+``tests/test_learned_codecs.py`` checks the rule.
 """
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def rate_points(name: str, cfg: DictConfig) -> list[Codec]:
 
 def build(cfg: DictConfig, rate=None) -> Codec:
     """One baseline codec at ``rate`` (default: the config's ``rate``)."""
-    params = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in ("grid", "rate")}
+    params = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()
+              if k not in ("grid", "rate", "paper", "claim")}
     return instantiate(params, rate=cfg.rate if rate is None else rate)
 
 
@@ -112,6 +114,7 @@ def codec_config(name: str, root: DictConfig) -> DictConfig:
         node = default_codec_config(name)
     merged = root.copy()
     OmegaConf.set_struct(merged, False)
+    OmegaConf.set_struct(node, False)  # an override may add a key, e.g. +codec_overrides.NAME.paper=...
     merged.codec = OmegaConf.merge(node, root.get("codec_overrides", {}).get(name) or {})
     return OmegaConf.create(OmegaConf.to_container(merged.codec, resolve=True))
 

@@ -13,8 +13,8 @@ import torch
 
 from licbench.bench import complexity
 from licbench.core.images import load_image
-from licbench.tools.figures import write_figures
 from licbench.core.zoo import named_rate_points
+from licbench.tools.figures import write_figures
 
 
 def best_time(fn, repeats: int) -> float:
@@ -40,7 +40,8 @@ def main() -> None:
     parser.add_argument("--image", required=True, help="an image file, e.g. Kodak's kodim01.png")
     parser.add_argument("--codecs", required=True, help="comma-separated codec names (conf/codec/ or conf/model/)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", help="also write the table, with this command and the git revision, to a Markdown file")
+    parser.add_argument("--out",
+                        help="also write the table, with this command and the git revision, to a Markdown file")
     args = parser.parse_args()
     x, _ = load_image(args.image)
     codecs = named_rate_points(args.codecs.split(","))
@@ -49,8 +50,9 @@ def main() -> None:
     for name, points in codecs.items():
         codec = points[len(points) // 2]
         t, params = time_codec(codec, x, args.repeats), complexity.parameters(codec)
-        lines.append(f"| {name} | {t['rate']} | {t['bpp']:.3f} | {'–' if params is None else f'{params:,}'} | {t['encode'] * 1e3:.0f} ms "
-                     f"| {t['decode'] * 1e3:.0f} ms | {(t['encode'] + t['decode']):.2f} s |")
+        lines.append(f"| {name} | {t['rate']} | {t['bpp']:.3f} | {'–' if params is None else f'{params:,}'} "
+                     f"| {t['encode'] * 1e3:.0f} ms | {t['decode'] * 1e3:.0f} ms "
+                     f"| {(t['encode'] + t['decode']):.2f} s |")
         print(lines[-1], flush=True)
     if args.out:
         write_figures(args.out, "Encode+decode time per image", "licbench.tools.coding_time", "\n".join(lines))

@@ -20,8 +20,8 @@ import torch
 
 from licbench.core.codec import CodecError
 from licbench.core.images import IMAGE_SUFFIXES, load_image
-from licbench.tools.figures import write_figures
 from licbench.core.zoo import extreme_points, named_rate_points
+from licbench.tools.figures import write_figures
 
 FRESH_SECONDS = 3600  # a fresh process decoding every stream
 
@@ -37,7 +37,8 @@ class Row:
 
 
 def image_files(directory: str | Path) -> list[Path]:
-    files = sorted(p for p in Path(directory).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if Path(directory).is_dir() else []
+    files = (sorted(p for p in Path(directory).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+             if Path(directory).is_dir() else [])
     if not files:
         raise CodecError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {directory}")
     return files
@@ -71,7 +72,8 @@ def decode_fresh(rows: list[Row], work: Path) -> None:
         raise CodecError(f"the fresh decoding process failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
     for row in rows:
         for _, stream, label in row.streams:
-            here, fresh = (torch.load(Path(stream).with_suffix(end), weights_only=True) for end in (".here.pt", ".fresh.pt"))
+            here, fresh = (torch.load(Path(stream).with_suffix(end), weights_only=True)
+                           for end in (".here.pt", ".fresh.pt"))
             if not torch.equal(here, fresh):
                 row.pixel_mismatches.append(label)
 
@@ -83,7 +85,8 @@ def decode_manifest(manifest: str) -> None:
         for name, streams in codecs.items():
             points = extreme_points(named_rate_points([name])[name])
             for point, stream, _ in streams:
-                torch.save(points[point].decode(Path(stream).read_bytes()).clone(), Path(stream).with_suffix(".fresh.pt"))
+                torch.save(points[point].decode(Path(stream).read_bytes()).clone(),
+                           Path(stream).with_suffix(".fresh.pt"))
 
 
 def markdown(rows: list[Row]) -> str:
@@ -120,14 +123,16 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for name in (name for name in args.codecs.split(",") if name):
             rows.append(code_here(name, images, Path(work)))
-            print(f"{name}: {len(rows[-1].streams)} streams, {len(rows[-1].byte_mismatches)} byte mismatches", flush=True)
+            print(f"{name}: {len(rows[-1].streams)} streams, {len(rows[-1].byte_mismatches)} byte mismatches",
+                  flush=True)
         decode_fresh(rows, Path(work))
     table = markdown(rows)
     print(table)
     if args.out:
         write_figures(args.out, "Determinism", "licbench.tools.determinism", table, argv, [
             "each image encoded twice in one process (byte mismatches), decoded there and again in a fresh process "
-            "(pixel mismatches: decoded float tensors compared bit for bit); lowest and highest rate point of each codec"])
+            "(pixel mismatches: decoded float tensors compared bit for bit); "
+            "lowest and highest rate point of each codec"])
     return int(any(r.byte_mismatches or r.pixel_mismatches for r in rows))
 
 

@@ -1,7 +1,8 @@
-"""Decoder fuzzing: ``python -m licbench.tools.fuzz --minutes 10 --codecs jpeg,balle2017 --out results/robustness/fuzz.md``.
+"""Decoder fuzzing:
+``python -m licbench.tools.fuzz --minutes 10 --codecs jpeg,balle2017 --out results/robustness/fuzz.md``.
 
-Each codec (a codec name: ``conf/codec/`` or ``conf/model/``; learned ones with their checkpoints under ``paths.zoo_dir``,
-loaded as ``licbench benchmark`` loads them) encodes two small real images at its lowest and
+Each codec (a codec name: ``conf/codec/`` or ``conf/model/``; learned ones with their checkpoints under
+``paths.zoo_dir``, loaded as ``licbench benchmark`` loads them) encodes two small real images at its lowest and
 highest rate points; its decoder is then fed mutated copies of those streams, drawn from
 ``--seed``: truncations, bit flips, random bytes, byte insertions and deletions, random streams,
 and forged headers — a native file's declared size, or a licbench container's size (up to
@@ -37,8 +38,8 @@ from PIL import Image
 
 from licbench.core.bitstream import DEFAULT_MAX_PIXELS, Container, is_container, seal
 from licbench.core.codec import CodecError
-from licbench.tools.figures import write_figures
 from licbench.core.zoo import extreme_points, named_rate_points
+from licbench.tools.figures import write_figures
 
 STARTUP_SECONDS = 300  # loading a codec in a fresh worker, on a loaded machine
 EXAMPLES = 3  # unclean cases shown per codec
@@ -171,7 +172,8 @@ def forge_codec_id(data: bytes, rng: random.Random) -> tuple[str, bytes]:
 
 def forge_model_id(data: bytes, rng: random.Random) -> tuple[str, bytes]:
     c = Container.from_bytes(data)
-    model_id = rng.choice(("", f"{c.codec}-{rng.randbytes(8).hex()}", c.model_id[:-1] + ("0" if c.model_id[-1:] != "0" else "1")))
+    model_id = rng.choice(("", f"{c.codec}-{rng.randbytes(8).hex()}",
+                           c.model_id[:-1] + ("0" if c.model_id[-1:] != "0" else "1")))
     return f"model id {model_id!r}", _rewritten(data, model_id=model_id)
 
 
@@ -273,7 +275,8 @@ def seed_images() -> list[tuple[str, torch.Tensor]]:
     from licbench.datamodules.synthetic import synthetic_image
 
     _, astronaut, _ = next(iter(Samples(["astronaut"]).images()))
-    return [("astronaut crop", astronaut[:, 96:133, 160:211].contiguous()), ("synthetic", synthetic_image(30, 45, seed=0))]
+    return [("astronaut crop", astronaut[:, 96:133, 160:211].contiguous()),
+            ("synthetic", synthetic_image(30, 45, seed=0))]
 
 
 def _limit_address_space(extra: int) -> None:
@@ -375,7 +378,8 @@ class Tally:
     codec: str
     rates: list[str] = field(default_factory=list)
     outcomes: Counter = field(default_factory=Counter)
-    unclean: list[tuple[int, str, str, str, str]] = field(default_factory=list)  # case, kind, description, outcome, detail
+    # case, kind, description, outcome, detail
+    unclean: list[tuple[int, str, str, str, str]] = field(default_factory=list)
     note: str = ""
 
     @property
@@ -436,7 +440,7 @@ def markdown(tallies: list[Tally]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--codecs", required=True, help="comma-separated codec names (conf/codec/ or conf/model/)")
     budget = parser.add_mutually_exclusive_group(required=True)
     budget.add_argument("--minutes", type=float, help="total time budget, split evenly between codecs")

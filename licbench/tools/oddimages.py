@@ -27,9 +27,9 @@ from PIL import Image
 
 import licbench.core.coding  # noqa: F401  (imported once here, not in every forked cell)
 from licbench.core import resolvers
+from licbench.core.images import load_image
 from licbench.core.zoo import codec_names
 from licbench.tools.figures import write_figures
-from licbench.core.images import load_image
 
 CODECS = ["jpeg", "jpeg2000", "webp", "avif", "fmm", "fmm_packed", "balle2017", "theis2017", "jiang2017",
           "toderici2017", "cheng2018", "wcae"]
@@ -93,7 +93,8 @@ class Cell:
     seconds: dict[str, float]  # wall seconds of each stage that finished, model loading included
 
 
-def run_cell(encode_args: list[str], decode_args: list[str], work: Path, memory_gb: float) -> tuple[int, str, str, float]:
+def run_cell(encode_args: list[str], decode_args: list[str], work: Path,
+             memory_gb: float) -> tuple[int, str, str, float]:
     """``child`` in a process forked from this one (which has imported the CLI, so each cell does
     not pay for importing torch again, and has run no torch op, so no thread pool is forked),
     under an address-space limit; its exit code, stdout, stderr and peak RSS in MB."""
@@ -155,8 +156,8 @@ def try_codec(codec_args: list[str], weights: list[str], image: Path, work: Path
     """Encode then decode ``image``; ok only if the decoded file has the loaded input's size."""
     stream, decoded = work / "stream.bin", work / "decoded.png"
     returncode, stdout, stderr, peak_mb = run_cell(
-        [*codec_args, *weights, f"input={image}", f"output={stream}"], [*weights, f"input={stream}", f"output={decoded}"],
-        work, memory_gb)
+        [*codec_args, *weights, f"input={image}", f"output={stream}"],
+        [*weights, f"input={stream}", f"output={decoded}"], work, memory_gb)
     report = [line.split() for line in stdout.splitlines() if line.startswith(("STAGE ", "SIZE "))]
     seconds = {words[1]: float(words[2]) for words in report if words[0] == "STAGE"}
     if (reason := problem(returncode, stderr, memory_gb)) is not None:
@@ -192,19 +193,21 @@ def markdown(results: dict[str, dict[str, Cell]], kinds: list[str]) -> str:
         lines += ["", f"## {BIG}: memory and time", "",
                   "Peak RSS of the child process that encoded and decoded the image; seconds of each stage, "
                   "model loading included (the 1x1 columns are those fixed costs).", "",
-                  "| codec | peak RSS (MB) | MB per megapixel over 1x1 | encode s | decode s | RSS at 1x1 (MB) | encode + decode s at 1x1 |",
+                  "| codec | peak RSS (MB) | MB per megapixel over 1x1 | encode s | decode s | RSS at 1x1 (MB) "
+                  "| encode + decode s at 1x1 |",
                   "|---|---|---|---|---|---|---|"]
         for codec, cells in results.items():
             big, small = cells[BIG], cells.get("1x1", Cell("", math.nan, {}))
             stages = " | ".join(f"{big.seconds[s]:.1f}" if s in big.seconds else "—" for s in ("encode", "decode"))
-            lines.append(f"| {codec} | {big.peak_mb:.0f} | {(big.peak_mb - small.peak_mb) / BIG_MEGAPIXELS:.0f} | {stages} "
-                         f"| {small.peak_mb:.0f} | {sum(small.seconds.values()):.1f} |")
+            lines.append(f"| {codec} | {big.peak_mb:.0f} | {(big.peak_mb - small.peak_mb) / BIG_MEGAPIXELS:.0f} "
+                         f"| {stages} | {small.peak_mb:.0f} | {sum(small.seconds.values()):.1f} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m licbench.tools.oddimages", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--codecs", default=",".join(CODECS), help="comma-separated codec names (conf/codec/ or conf/model/)")
+    parser.add_argument("--codecs", default=",".join(CODECS),
+                        help="comma-separated codec names (conf/codec/ or conf/model/)")
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated subset of: {', '.join(KINDS)}")
     parser.add_argument("--out", type=Path, default=Path("results/robustness/odd_images.md"))
     parser.add_argument("--memory-gb", type=float, default=16.0, help="address-space limit of each child process")

@@ -63,8 +63,8 @@ class StepTimes(pl.Callback):
 
 def lightning_step_time(model: Balle2017, batch: torch.Tensor, steps: int, warmup: int) -> float:
     timer = StepTimes()
-    trainer = pl.Trainer(max_steps=steps + warmup + 1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, limit_val_batches=0, callbacks=[timer])
+    trainer = pl.Trainer(max_steps=steps + warmup + 1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[timer])
     trainer.fit(model, train_dataloaders=DataLoader([batch] * (steps + warmup + 1), batch_size=None))
     return (timer.starts[-1] - timer.starts[warmup]) / (len(timer.starts) - 1 - warmup)
 
@@ -107,7 +107,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch", default="8x96", help="training batch: COUNTxSIZE")
-    parser.add_argument("--out", help="also write the table, with this command and the git revision, to a Markdown file")
+    parser.add_argument("--out",
+                        help="also write the table, with this command and the git revision, to a Markdown file")
     args = parser.parse_args()
     torch.manual_seed(0)
     x, _ = load_image(args.image)
@@ -120,8 +121,8 @@ def main() -> None:
     train_model = Balle2017(**{k: v for k, v in model.hparams.items()})
     lightning, bare = training_step_times(train_model, batch, args.steps)
     table = "\n".join([
-        f"| measurement ({torch.get_num_threads()} threads; coding: best of {args.repeats} alternating; training: best of 3 "
-        f"alternating rounds of {args.steps} steps) "
+        f"| measurement ({torch.get_num_threads()} threads; coding: best of {args.repeats} alternating; "
+        f"training: best of 3 alternating rounds of {args.steps} steps) "
         "| licbench | reference | ratio |", "|---|---|---|---|",
         f"| Ballé encode+decode, {x.shape[2]}x{x.shape[1]} (ours vs compressai FactorizedPrior) "
         f"| {ours * 1000:.1f} ms | {theirs * 1000:.1f} ms | {ours / theirs:.3f} |",

@@ -39,7 +39,8 @@ def ours(images: Path, codecs: str, out: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", required=True, help="the Kodak directory (24 PNGs)")
-    parser.add_argument("--out", help="also write the table, with this command and the git revision, to a Markdown file")
+    parser.add_argument("--out",
+                        help="also write the table, with this command and the git revision, to a Markdown file")
     args = parser.parse_args()
     images = Path(args.images).resolve()
     with initialize_config_module("licbench.conf", version_base=None):
@@ -50,10 +51,12 @@ def main() -> None:
         reference = wall_time([sys.executable, "-m", "compressai.utils.bench", "jpeg", str(images), "-q", qualities])
     count = len(list(images.glob("*.png")))
     table = "\n".join([
-        f"| {count} images, {torch.get_num_threads()} threads, wall clock | time | ratio to compressai.utils.bench jpeg |",
+        f"| {count} images, {torch.get_num_threads()} threads, wall clock | time "
+        "| ratio to compressai.utils.bench jpeg |",
         "|---|---|---|",
         f"| `licbench benchmark codecs=[jpeg]` (19 qualities) | {jpeg:.1f} s | {jpeg / reference:.2f} |",
-        f"| `licbench benchmark codecs=[jpeg,jpeg2000]` (19 + 10 rate points) | {both:.1f} s | {both / reference:.2f} |",
+        f"| `licbench benchmark codecs=[jpeg,jpeg2000]` (19 + 10 rate points) "
+        f"| {both:.1f} s | {both / reference:.2f} |",
         f"| `python -m compressai.utils.bench jpeg -q {qualities}` | {reference:.1f} s | 1.00 |"])
     publish(table, args.out, "Benchmark-stage speed", "licbench.tools.suite_speed")
 

@@ -58,7 +58,8 @@ def main() -> None:
     parser.add_argument("--precision", default="bf16-mixed", help="compared with 32-true")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--val-images", type=int, default=20)
-    parser.add_argument("--out", help="also write the table, with this command and the git revision, to a Markdown file")
+    parser.add_argument("--out",
+                        help="also write the table, with this command and the git revision, to a Markdown file")
     args = parser.parse_args()
     precisions = ["32-true", args.precision]
     lines = [f"| method | precision | steps | CPU s | steps per CPU-minute | ratio to 32-true | bpp | PSNR | MS-SSIM "

@@ -8,9 +8,9 @@ Every run is finished, with a failing exit code when the job raised.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -33,8 +33,9 @@ def lightning_logger(logger_cfg: DictConfig, config: DictConfig, job_type: str =
     from pytorch_lightning.loggers import WandbLogger
 
     settings = _settings(logger_cfg)
+    # Lightning ignores ``dir`` beside its default save_dir
     return WandbLogger(job_type=job_type, config=OmegaConf.to_container(config, resolve=True),
-                       save_dir=settings.pop("dir"), **settings)  # Lightning ignores ``dir`` beside its default save_dir
+                       save_dir=settings.pop("dir"), **settings)
 
 
 @contextmanager

@@ -19,12 +19,12 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from licbench.train import tracking
-from licbench.train.budget import CpuBudget
 from licbench.cli import explain
 from licbench.core.atomic import write_atomic
 from licbench.core.checkpoint import read_checkpoint, save_checkpoint
 from licbench.core.provenance import git_revision, hydra_command
+from licbench.train import tracking
+from licbench.train.budget import CpuBudget
 
 
 def in_grid() -> bool:
