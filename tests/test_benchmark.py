@@ -76,8 +76,24 @@ def photo_bench(tmp_path_factory):
     out = tmp_path_factory.mktemp("photo") / "out"
     run_cli("benchmark", "data=samples", "data.names=[chelsea]", "logger=none", "codecs=[jpeg,webp]",
             "+codec_overrides.jpeg.grid=[20,50,80]", "+codec_overrides.webp.grid=[20,50,80]", "anchors=[webp,jpeg]",
-            f"out_dir={out}", f"hydra.run.dir={out.parent / 'hydra'}")
+            WEBP_CLAIM, f"out_dir={out}", f"hydra.run.dir={out.parent / 'hydra'}")
     return out
+
+
+WEBP_CLAIM = "+codec_overrides.webp.claim={says:'fewer bits than JPEG',kind:bd_rate,vs:jpeg,metric:psnr,at_most:0}"
+
+
+def test_a_claim_added_to_a_baseline_is_checked_and_never_reaches_its_codec(photo_bench):
+    claim = pd.read_csv(photo_bench / "leaderboard.csv").set_index("codec").loc["webp", "claim"]
+    assert claim.startswith("claim: fewer bits than JPEG (checked: BD-rate vs jpeg (PSNR) ≤ 0 %) — measured: -")
+    assert claim.endswith("— holds")
+
+
+def test_a_paper_with_no_curve_on_the_dataset_is_a_blank_with_its_reason(bench):
+    board = pd.read_csv(bench / "leaderboard.csv").set_index("codec")
+    assert board.loc["balle2017", "paper"] == "paper-balle2017"  # conf/codec/balle2017.yaml
+    assert board.loc["balle2017", "paper notes"] == "no published paper-balle2017 curve on synthetic"
+    assert pd.isna(board.loc["jpeg", "paper"])
 
 
 def test_the_benchmark_compares_against_the_configured_anchors(photo_bench):
@@ -90,11 +106,12 @@ def test_the_benchmark_compares_against_the_configured_anchors(photo_bench):
     assert "| webp PSNR at same bpp (Δ) |" in (photo_bench / "summary.md").read_text()
 
 
-@pytest.mark.parametrize("run,anchors", [("bench", "[jpeg,jpeg2000]"), ("photo_bench", "[webp,jpeg]")])
-def test_report_rebuilds_from_the_files_the_leaderboard_the_benchmark_built_in_memory(run, anchors, request, tmp_path):
+@pytest.mark.parametrize("run, config", [("bench", ["anchors=[jpeg,jpeg2000]"]),
+                                         ("photo_bench", ["anchors=[webp,jpeg]", WEBP_CLAIM])])
+def test_report_rebuilds_from_the_files_the_leaderboard_the_benchmark_built_in_memory(run, config, request, tmp_path):
     out = request.getfixturevalue(run)
     copy = shutil.copytree(out, tmp_path / out.name)  # the title names the directory
-    run_cli("report", f"in_dir={copy}", f"anchors={anchors}")
+    run_cli("report", f"in_dir={copy}", *config)
     for name in ("leaderboard.csv", "aggregations.csv", "rd_psnr.png"):
         assert (copy / name).read_bytes() == (out / name).read_bytes(), name
     for name in ("leaderboard.md", "leaderboard.html"):  # and the report's own command, beside the benchmark's

@@ -1,6 +1,5 @@
 """Multirun grids: parallel jobs, a grid killed mid-way and rerun, failures that do not stop it,
 the Slurm and DDP configs, and a new method added by config alone."""
-import json
 import os
 import signal
 import subprocess
@@ -14,6 +13,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from conftest import LICBENCH, run_cli
+from licbench.bench import report
 from licbench.core import resolvers
 from licbench.lightning_modules.balle2017 import Balle2017
 from licbench.train.grid import grid_results
@@ -133,6 +133,6 @@ def test_a_new_method_is_one_config(tmp_path, monkeypatch):
     out = tmp_path / "bench"
     run_cli("benchmark", "data=synthetic", "logger=none", "codecs=[jpeg,slim]", *config, f"out_dir={out}",
             f"hydra.run.dir={tmp_path / 'h'}")
-    facts = json.loads((out / "codecs.json").read_text())
+    facts = report.read(out).facts
     assert facts["slim"]["params"] == sum(p.numel() for p in Balle2017(N=8, M=8).parameters())
     assert "| slim |" in (out / "leaderboard.md").read_text()

@@ -111,7 +111,8 @@ def bench_dir(tmp_path):
                     curve("better", 0.5 * RATES, ANCHOR_PSNR), curve("worse", 1.5 * RATES, ANCHOR_PSNR)])
     rd = rd.assign(images=1, enc_s=0.01, dec_s=0.02, bpp_estimate=math.nan)
     rd.to_csv(tmp_path / "rd.csv", index=False)
-    rd.assign(image="a", height=1000, width=1000, bytes=rd.bpp * 1e6 / 8).to_csv(tmp_path / "per_image.csv", index=False)
+    rows = rd.assign(image="a", height=1000, width=1000, bytes=rd.bpp * 1e6 / 8)
+    rows.to_csv(tmp_path / "per_image.csv", index=False)
     return tmp_path
 
 

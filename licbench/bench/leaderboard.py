@@ -94,14 +94,24 @@ def bd(anchor: pd.DataFrame, test: pd.DataFrame, metric: str) -> tuple[float, fl
     return rate, gain, why
 
 
+def squared_error(psnr, pixels):
+    """An image's sum of squared errors (8-bit levels) from its PSNR: pixels · 255² · 10^(−PSNR/10)."""
+    return pixels * 255**2 * 10 ** (-np.asarray(psnr, dtype=float) / 10)
+
+
+def pooled_psnr(pixels, squared_errors):
+    """The PSNR of the MSE pooled over images: 10·log10(255² · Σ pixels / Σ squared errors)."""
+    return 10 * np.log10(255**2 * pixels / squared_errors)
+
+
 def pooled(per_image: pd.DataFrame) -> pd.DataFrame:
     """Per codec and rate point, CLIC's aggregation: bpp = 8·Σ bytes / Σ pixels and the PSNR of the MSE
-    pooled over all pixels, MSE = 255² · 10^(−PSNR/10) of each image weighted by its pixels."""
+    pooled over all pixels (:func:`pooled_psnr`), each image's MSE weighted by its pixels."""
     pixels = per_image.height * per_image.width
-    rows = per_image.assign(pixels=pixels, bits=8 * per_image.bytes, sse=pixels * 255**2 * 10 ** (-per_image.psnr / 10))
+    rows = per_image.assign(pixels=pixels, bits=8 * per_image.bytes, sse=squared_error(per_image.psnr, pixels))
     sums = rows.groupby(["codec", "rate"], sort=False)[["bits", "pixels", "sse"]].sum().reset_index()
     return pd.DataFrame({"codec": sums.codec, "rate": sums.rate, "bpp": sums.bits / sums.pixels,
-                         POOLED: 10 * np.log10(255**2 * sums.pixels / sums.sse)})
+                         POOLED: pooled_psnr(sums.pixels, sums.sse)})
 
 
 def _resampled(side: pd.DataFrame, images: list[str], metric: str):
@@ -117,9 +127,9 @@ def _resampled(side: pd.DataFrame, images: list[str], metric: str):
 
     if metric == POOLED:
         bits, pixels = 8 * grid("bytes"), grid("height") * grid("width")
-        sse = pixels * 255**2 * 10 ** (-grid("psnr") / 10)
+        sse = squared_error(grid("psnr"), pixels)
         return lambda idx: envelope(bits[:, idx].sum(1) / pixels[:, idx].sum(1),
-                                    10 * np.log10(255**2 * pixels[:, idx].sum(1) / sse[:, idx].sum(1)))
+                                    pooled_psnr(pixels[:, idx].sum(1), sse[:, idx].sum(1)))
     bpp, values = grid("bpp"), grid(metric)
     return lambda idx: envelope(bpp[:, idx].mean(1), quality(values[:, idx].mean(1), metric))
 
@@ -188,6 +198,8 @@ def bd_columns(row: dict, label: str, anchor, test, metric: str, bootstrap: dict
     ``anchor``/``test``: (curve, per-image rows or the curve itself when published)."""
     (anchor_curve, anchor_rows), (test_curve, test_rows) = anchor, test
     rate, gain, why = bd(anchor_curve, test_curve, metric)
+    if metric == POOLED and not math.isnan(rate):
+        why = ""  # only its BD-rate is a column
     low = high = math.nan
     if not math.isnan(rate):
         low, high, no_interval = interval(anchor_rows, test_rows, metric, bootstrap)
