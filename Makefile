@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/datasets
 
-.PHONY: install openjpeg benchmark lint test leaderboard kodak-main kodak-supplement kodak-toderici kodak kodak-report speed clean
+.PHONY: install openjpeg benchmark lint test zoo zoo-balle2017 zoo-wcae zoo-nowcae leaderboard kodak-main kodak-supplement kodak-toderici kodak kodak-report speed clean
 
 install: $(STAMP)
 
@@ -32,6 +32,42 @@ lint: install
 
 test: install lint
 	LICBENCH_DATASETS=$(DATA) $(PY) -m pytest -q
+
+# The zoo: each method's curve trained on BSDS500 train under one declared CPU-time budget (the sum
+# of a curve's points at most 2 CPU-hours; one thread a job; CPU time, so a loaded machine only takes
+# longer). A curve is a base lambda, then warm starts to its neighbours (init_from) at a lower rate.
+# Each checkpoint records its CPU-seconds, steps, wall time and command. A rerun skips what exists:
+# `make -j2 zoo ZOO=outputs/zoo-next`, then move the new curves over results/zoo.
+ZOO   ?= results/zoo
+TRAIN  = $(VENV)/bin/licbench train data.root=$(DATA)/bsds500 logger=none threads=1 skip_existing=true
+WARM   = model.lr=3.0e-4 model.warmup_steps=0
+zoo: zoo-balle2017 zoo-wcae zoo-nowcae
+zoo-balle2017: install  # 30 + 4 x 15 = 90 CPU-minutes
+	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.013 cpu_budget=00:00:30:00 ckpt_path=$(ZOO)/balle2017/balle2017-l0.013.ckpt
+	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.025 cpu_budget=00:00:15:00 $(WARM) \
+	    init_from=$(ZOO)/balle2017/balle2017-l0.013.ckpt ckpt_path=$(ZOO)/balle2017/balle2017-l0.025.ckpt
+	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.0067 cpu_budget=00:00:15:00 $(WARM) \
+	    init_from=$(ZOO)/balle2017/balle2017-l0.013.ckpt ckpt_path=$(ZOO)/balle2017/balle2017-l0.0067.ckpt
+	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.0483 cpu_budget=00:00:15:00 $(WARM) \
+	    init_from=$(ZOO)/balle2017/balle2017-l0.025.ckpt ckpt_path=$(ZOO)/balle2017/balle2017-l0.0483.ckpt
+	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.0018 cpu_budget=00:00:15:00 $(WARM) \
+	    init_from=$(ZOO)/balle2017/balle2017-l0.0067.ckpt ckpt_path=$(ZOO)/balle2017/balle2017-l0.0018.ckpt
+zoo-wcae: install       # 21 + 3 x 8 = 45 CPU-minutes
+	$(TRAIN) experiment=wcae_cpu model.lmbda=0.00615 cpu_budget=00:00:21:00 ckpt_path=$(ZOO)/wcae/wcae-l0.00615.ckpt
+	$(TRAIN) experiment=wcae_cpu model.lmbda=0.003 cpu_budget=00:00:08:00 $(WARM) \
+	    init_from=$(ZOO)/wcae/wcae-l0.00615.ckpt ckpt_path=$(ZOO)/wcae/wcae-l0.003.ckpt
+	$(TRAIN) experiment=wcae_cpu model.lmbda=0.0125 cpu_budget=00:00:08:00 $(WARM) \
+	    init_from=$(ZOO)/wcae/wcae-l0.00615.ckpt ckpt_path=$(ZOO)/wcae/wcae-l0.0125.ckpt
+	$(TRAIN) experiment=wcae_cpu model.lmbda=0.025 cpu_budget=00:00:08:00 $(WARM) \
+	    init_from=$(ZOO)/wcae/wcae-l0.0125.ckpt ckpt_path=$(ZOO)/wcae/wcae-l0.025.ckpt
+zoo-nowcae: install     # 21 + 3 x 8 = 45 CPU-minutes
+	$(TRAIN) experiment=nowcae_cpu model.lmbda=0.00615 cpu_budget=00:00:21:00 ckpt_path=$(ZOO)/nowcae/nowcae-l0.00615.ckpt
+	$(TRAIN) experiment=nowcae_cpu model.lmbda=0.003 cpu_budget=00:00:08:00 $(WARM) \
+	    init_from=$(ZOO)/nowcae/nowcae-l0.00615.ckpt ckpt_path=$(ZOO)/nowcae/nowcae-l0.003.ckpt
+	$(TRAIN) experiment=nowcae_cpu model.lmbda=0.0125 cpu_budget=00:00:08:00 $(WARM) \
+	    init_from=$(ZOO)/nowcae/nowcae-l0.00615.ckpt ckpt_path=$(ZOO)/nowcae/nowcae-l0.0125.ckpt
+	$(TRAIN) experiment=nowcae_cpu model.lmbda=0.025 cpu_budget=00:00:08:00 $(WARM) \
+	    init_from=$(ZOO)/nowcae/nowcae-l0.0125.ckpt ckpt_path=$(ZOO)/nowcae/nowcae-l0.025.ckpt
 
 # The committed Kodak results, from the committed zoo (25-45 minutes each on 2 cores; in parallel,
 # `make -j2 ...`, each run is best given one thread: OMP_NUM_THREADS=1 or threads=1):

@@ -107,14 +107,25 @@ def provenance(codecs: dict[str, list[Codec]]) -> list[dict]:
             for label, points in codecs.items() for codec in points if codec.model_id is not None]
 
 
+def budget_text(budget: dict) -> str:
+    """One checkpoint's training: CPU time where it was recorded, else wall time × threads."""
+    if budget.get("cpu_seconds"):
+        return f"{budget['steps']} steps, {budget['cpu_seconds'] / 60:.0f} CPU-min"
+    return f"{budget['steps']} steps, {budget['train_seconds'] / 60:.0f} min × {budget['threads']} threads"
+
+
 def codec_facts(points: list[Codec]) -> dict:
     """Size, cost and training provenance of one configured codec (its first rate point's network)."""
     meta = [codec.provenance for codec in points]
-    budgets = [m["budget"] for m in meta if m and "budget" in m]
+    budgets = list({c.model_id: c.provenance["budget"] for c in points  # one per checkpoint
+                    if c.provenance and "budget" in c.provenance}.values())
     data = sorted({m["data"].get("_target_", "?").rsplit(".", 1)[-1]
-                   + (f" {m['data']['root']}" if m["data"].get("root") else "") for m in meta if m and m.get("data")})
-    training = "; ".join(sorted({f"{b['steps']} steps, {b['train_seconds'] / 60:.0f} min × {b['threads']} threads"
-                                 for b in budgets})) or "—"
+                   + (f" {Path(m['data']['root']).name}" if m["data"].get("root") else "")
+                   for m in meta if m and m.get("data")})
+    training = "; ".join(sorted({budget_text(b) for b in budgets})) or "—"
+    cpu = [b["cpu_seconds"] for b in budgets if b.get("cpu_seconds")]
+    if len(cpu) > 1:
+        training += f" (curve: {sum(cpu) / 3600:.2f} CPU-h)"
     return {"params": complexity.parameters(points[0]), "kmac_per_pixel": complexity.kmac_per_pixel(points[0]),
             "training": training, "data": "; ".join(data) or "—"}
 

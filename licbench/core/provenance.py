@@ -1,8 +1,10 @@
 """Where a result came from: the git revision of the code and the command line that ran it."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 
 def git_revision() -> str:
@@ -18,11 +20,24 @@ def git_revision() -> str:
     return (commit + ("-dirty" if changed else "")) if commit else "unknown"
 
 
+def portable(override: str) -> str:
+    """An override with no machine path in it: a value that is a folder or file outside the working
+    directory (``data.root=/work/shared/datasets/kodak``) is written as ``$DATA/<its name>``, the
+    Makefile's ``DATA`` variable (``data.root=$DATA/kodak``); paths inside the project stay as given."""
+    key, sep, value = override.partition("=")
+    if not sep or not value or not os.path.exists(value):
+        return override
+    path = Path(value).expanduser().resolve()
+    if path.is_relative_to(Path.cwd().resolve()):
+        return override
+    return f"{key}=$DATA/{path.name}"
+
+
 def hydra_command(app: str) -> str:
-    """``licbench APP`` with the running Hydra job's overrides."""
+    """``licbench APP`` with the running Hydra job's overrides, machine paths named (:func:`portable`)."""
     from hydra.core.hydra_config import HydraConfig
 
-    return " ".join([f"licbench {app}", *HydraConfig.get().overrides.task])
+    return " ".join([f"licbench {app}", *map(portable, HydraConfig.get().overrides.task)])
 
 
 def module_command(module: str, argv: list[str] | None = None) -> str:

@@ -6,6 +6,7 @@ stopping the others, and a rerun of the same grid skips the jobs whose checkpoin
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -38,6 +39,19 @@ def write_result(ckpt_path: str, result: dict) -> None:
     write_atomic(path, json.dumps(result, indent=2))
 
 
+def dataset_record(data_cfg: DictConfig) -> dict:
+    """The data config for the checkpoint, with no machine path: ``root`` becomes the folder's name and
+    ``sha256`` a hash of every file under it (names and bytes), so a rerun can check it has the same data."""
+    record = OmegaConf.to_container(data_cfg, resolve=True)
+    if record.get("root"):
+        root = Path(record["root"]).expanduser()
+        digest = hashlib.sha256()
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+        record.update(root=root.resolve().name, sha256=digest.hexdigest())
+    return record
+
+
 def train_job(cfg: DictConfig) -> str | None:
     """One job: skipped when its checkpoint exists (``skip_existing``, default on in grids); in a
     grid, a failure is recorded in result.json and printed instead of stopping the other jobs."""
@@ -67,6 +81,7 @@ def train(cfg: DictConfig) -> str:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True)
+    revision, command = git_revision(), hydra_command("train")  # the code that trains, not the tree at the end
     model = instantiate(cfg.model)
     if cfg.get("init_from"):  # warm start, e.g. from a neighbouring rate point
         model.load_state_dict(model.renamed_weights(read_checkpoint(cfg.init_from)["state_dict"]))
@@ -82,14 +97,14 @@ def train(cfg: DictConfig) -> str:
     try:
         trainer.fit(model, datamodule=data)
         meta = {
-            "data": OmegaConf.to_container(cfg.data, resolve=True),
+            "data": dataset_record(cfg.data),
             "budget": {"max_time": str(cfg.trainer.get("max_time")), "max_steps": int(cfg.trainer.get("max_steps", -1)),
                        "cpu_budget": str(cfg.get("cpu_budget")), "steps": int(trainer.global_step),
                        "train_seconds": round(time.time() - start, 1),
                        "cpu_seconds": round(budget.time_elapsed(), 1), "threads": torch.get_num_threads()},
             "init_from": str(cfg.get("init_from") or ""),
-            "command": hydra_command("train"),
-            "git": git_revision(),
+            "command": command,
+            "git": revision,
             "torch": str(torch.__version__),
         }
         path = save_checkpoint(model, cfg.ckpt_path, OmegaConf.to_container(cfg.model, resolve=True), meta)
