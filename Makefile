@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/datasets
 
-.PHONY: install openjpeg benchmark lint test zoo zoo-balle2017 zoo-wcae zoo-nowcae leaderboard kodak-main kodak-supplement kodak-toderici kodak kodak-report speed clean
+.PHONY: install openjpeg benchmark lint test zoo zoo-balle2017 zoo-wcae zoo-nowcae zoo-theis2017 leaderboard kodak-main kodak-supplement kodak-toderici kodak kodak-report speed clean
 
 install: $(STAMP)
 
@@ -41,7 +41,7 @@ test: install lint
 ZOO   ?= results/zoo
 TRAIN  = $(VENV)/bin/licbench train data.root=$(DATA)/bsds500 logger=none threads=1 skip_existing=true
 WARM   = model.lr=3.0e-4 model.warmup_steps=0
-zoo: zoo-balle2017 zoo-wcae zoo-nowcae
+zoo: zoo-balle2017 zoo-wcae zoo-nowcae zoo-theis2017
 zoo-balle2017: install  # 30 + 4 x 15 = 90 CPU-minutes
 	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.013 cpu_budget=00:00:30:00 ckpt_path=$(ZOO)/balle2017/balle2017-l0.013.ckpt
 	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.025 cpu_budget=00:00:15:00 $(WARM) \
@@ -68,6 +68,15 @@ zoo-nowcae: install     # 21 + 3 x 8 = 45 CPU-minutes
 	    init_from=$(ZOO)/nowcae/nowcae-l0.00615.ckpt ckpt_path=$(ZOO)/nowcae/nowcae-l0.0125.ckpt
 	$(TRAIN) experiment=nowcae_cpu model.lmbda=0.025 cpu_budget=00:00:08:00 $(WARM) \
 	    init_from=$(ZOO)/nowcae/nowcae-l0.0125.ckpt ckpt_path=$(ZOO)/nowcae/nowcae-l0.025.ckpt
+
+THEIS  = $(TRAIN) experiment=theis2017_cpu cpu_budget=00:00:05:00 model.fine_tune_scales=true model.lr=3.0e-3 \
+	model.warmup_steps=0 init_from=$(ZOO)/theis2017/theis2017-l0.01.ckpt
+zoo-theis2017: install  # 30 + 4 x 5 = 50 CPU-minutes: one model, then per-rate scale parameters (Theis et al. §3.2)
+	$(TRAIN) experiment=theis2017_cpu model.lmbda=0.01 cpu_budget=00:00:30:00 ckpt_path=$(ZOO)/theis2017/theis2017-l0.01.ckpt
+	$(THEIS) model.lmbda=0.005 ckpt_path=$(ZOO)/theis2017/theis2017-l0.005.ckpt
+	$(THEIS) model.lmbda=0.0025 ckpt_path=$(ZOO)/theis2017/theis2017-l0.0025.ckpt
+	$(THEIS) model.lmbda=0.00125 ckpt_path=$(ZOO)/theis2017/theis2017-l0.00125.ckpt
+	$(THEIS) model.lmbda=0.0006 ckpt_path=$(ZOO)/theis2017/theis2017-l0.0006.ckpt
 
 # The committed Kodak results, from the committed zoo (25-45 minutes each on 2 cores; in parallel,
 # `make -j2 ...`, each run is best given one thread: OMP_NUM_THREADS=1 or threads=1):

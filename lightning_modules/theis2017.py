@@ -5,7 +5,12 @@
   Decoder: sub-pixel convolutions (3×3 conv, pixel shuffle ×2) → N, three residual blocks,
   → N/2, → 3; then denormalization and clipping to the pixel range with an identity gradient.
   The paper's widths are N = 128, M = 96.
-- Quantization (§2.1): rounding, with the identity (straight-through) gradient.
+- Quantization (§2.1): rounding, with the identity (straight-through) gradient, of the code
+  divided by per-channel scale parameters (§3.2: ``round(f(x) / λ)``, the decoder reads ``ẑ · λ``;
+  ``log_step`` holds log λ, zero — λ = 1 — until fine-tuned).
+- Rate control (§3.2): one model trained at a high rate, then for each lower rate only the scale
+  parameters and the mixture fine-tuned at that rate's λ (``fine_tune_scales: true`` with
+  ``init_from``); the transforms are frozen, so every rate point shares one network.
 - Entropy model (§2.2, §3.2): a zero-mean Gaussian scale mixture per code channel (6 scales,
   log-variances and softmax weights). Training minimizes the paper's bound
   ``E_u[−log₂ q(ẑ + u)]``, u ~ U[−½, ½), with q the mixture's density; at test time the
@@ -23,8 +28,9 @@ Assumptions (the configurable ones are arguments in conf/model/theis2017.yaml):
   starts with equal weights on standard deviations 0.5 … 16; its tables drop a tail mass ≤ 1e-9.
 - Optimization: Adam (§3.2), the mixture's parameters at ``gsm_lr_scale`` × the network's
   learning rate (1 in the paper's config; short CPU budgets need the entropy model to keep up).
-- Skipped: the per-coefficient scale fine-tuning and the incremental training with a mask
-  over coefficients (§3.2); each checkpoint (one λ) is one rate point.
+- One scale parameter per code channel, not per coefficient (a coefficient of a convolutional code
+  is a channel at every position). Skipped: the incremental training with a mask over
+  coefficients (§3.2).
 """
 from __future__ import annotations
 
@@ -43,7 +49,8 @@ class Theis2017(LearnedCodec):
     stride = 8
 
     def __init__(self, N: int = 128, M: int = 96, scales: int = 6, mean=(0.434, 0.443, 0.367),
-                 std=(0.249, 0.234, 0.242), gsm_lr_scale: float = 1.0, **training):
+                 std=(0.249, 0.234, 0.242), gsm_lr_scale: float = 1.0, fine_tune_scales: bool = False,
+                 **training):
         super().__init__(**training)
         self.register_buffer("mean", torch.tensor(list(mean)).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(list(std)).view(1, 3, 1, 1), persistent=False)
@@ -67,13 +74,14 @@ class Theis2017(LearnedCodec):
             nn.LeakyReLU(),
             subpel_conv3x3(N // 2, 3, 2),
         )
+        self.log_step = nn.Parameter(torch.zeros(1, M, 1, 1))  # log of the scale parameters λ (§3.2)
         self.gsm = GaussianScaleMixture(M, scales)  # rounding and the entropy model (§2.1, §2.2)
 
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder((x - self.mean) / self.std)
+        return self.encoder((x - self.mean) / self.std) / self.log_step.exp()
 
     def decode_latent(self, y_hat: torch.Tensor) -> torch.Tensor:
-        x_hat = self.decoder(y_hat) * self.std + self.mean
+        x_hat = self.decoder(y_hat * self.log_step.exp()) * self.std + self.mean
         return straight_through(x_hat, x_hat.clamp(0, 1))
 
     def forward(self, x: torch.Tensor) -> dict:
@@ -91,9 +99,22 @@ class Theis2017(LearnedCodec):
         indexes = self.gsm.indexes(shape)
         return self.decode_latent(decode_canonical(self.gsm, sections[0], indexes, self.name))
 
+    @staticmethod
+    def renamed_weights(state_dict: dict) -> dict:
+        """Checkpoints written before the scale parameters existed have λ = 1."""
+        if "log_step" in state_dict:
+            return state_dict
+        return {**state_dict, "log_step": torch.zeros(1, state_dict["gsm.log_variances"].shape[0], 1, 1)}
+
     def configure_optimizers(self):
         gsm = list(self.gsm.parameters())
-        rest = [p for n, p in self.named_parameters() if not n.startswith("gsm.")]
+        if self.hparams.fine_tune_scales:  # §3.2: a rate from the trained transforms, by λ and the mixture
+            for name, p in self.named_parameters():
+                p.requires_grad_(name == "log_step" or name.startswith("gsm."))
+            scales = [self.log_step]
+            return torch.optim.Adam([{"params": scales}, {"params": gsm, "lr_scale": self.hparams.gsm_lr_scale}],
+                                    lr=self.hparams.lr)
+        rest = [p for n, p in self.named_parameters() if not n.startswith("gsm.") and n != "log_step"]  # λ = 1
         return torch.optim.Adam([{"params": rest}, {"params": gsm, "lr_scale": self.hparams.gsm_lr_scale}],
                                 lr=self.hparams.lr)
 

@@ -160,3 +160,29 @@ def test_forged_huge_code_values_are_refused(trained):
     section = model.gsm.compress(torch.full(shape, 1e6), model.gsm.indexes(shape))[0]  # canonical, but out of range
     with pytest.raises(CodecError, match="code values beyond"):
         model.decode(Container(model.name, valid.height, valid.width, [section], model.model_id).to_bytes())
+
+
+def test_fine_tuning_the_scale_parameters_gives_a_lower_rate_from_the_same_transforms(trained, datasets):
+    """§3.2: at a lower λ only the scale parameters and the mixture train; the rate falls and the
+    encoder and decoder weights stay those of the trained model."""
+    model, image = trained
+    model.update(force=True)
+    bits = model.estimate_bits(image)
+    tuned = Theis2017(**TINY, lmbda=0.002, lr=1e-2, fine_tune_scales=True)
+    tuned.load_state_dict(model.state_dict())
+    data = Patches(str(datasets / "bsds500"), patch_size=48, batch_size=8, epoch_size=800, val_size=160, val_images=1)
+    fit(tuned, data, 100)
+    assert tuned.log_step.mean() > 0.1  # coarser steps
+    for name, weight in model.state_dict().items():
+        if name.startswith(("encoder.", "decoder.")):
+            assert torch.equal(weight, tuned.state_dict()[name]), name
+    assert tuned.estimate_bits(image) < 0.8 * bits
+    assert tuned.decode(tuned.encode(image)).shape == image.shape
+
+
+def test_checkpoints_from_before_the_scale_parameters_load_with_unit_steps(trained):
+    model, image = trained
+    old = {k: v for k, v in model.state_dict().items() if k != "log_step"}
+    fresh = Theis2017(**TINY).eval()
+    fresh.load_state_dict(Theis2017.renamed_weights(old))
+    assert torch.equal(fresh.log_step, torch.zeros(1, 16, 1, 1)) and fresh.encode(image) == model.encode(image)
