@@ -138,12 +138,25 @@ def config_error(err: CompactHydraException, command: str, overrides: list[str])
     return explain(err)
 
 
+#: The subcommand, for the processes that Lightning's DDP launcher starts: it re-runs ``sys.argv[0]``
+#: with the overrides alone (``python SCRIPT key=value ... hydra.run.dir=...``), ``LOCAL_RANK`` set.
+RELAUNCHED_COMMAND = "LICBENCH_COMMAND"
+
+
+def _command() -> str:
+    """``licbench COMMAND ...``'s command, taken off ``sys.argv``; in a DDP rank Lightning started, the
+    parent's (``sys.argv[0]`` stays this script, so the relaunch runs it again)."""
+    if len(sys.argv) >= 2 and sys.argv[1] in COMMANDS:
+        os.environ[RELAUNCHED_COMMAND] = sys.argv[1]
+        return sys.argv.pop(1)
+    if os.environ.get("LOCAL_RANK") and os.environ.get(RELAUNCHED_COMMAND) in COMMANDS:
+        return os.environ[RELAUNCHED_COMMAND]
+    print(USAGE, file=sys.stderr)
+    sys.exit(2)
+
+
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        print(USAGE, file=sys.stderr)
-        sys.exit(2)
-    command = sys.argv.pop(1)
-    sys.argv[0] = f"licbench {command}"
+    command = _command()
     overrides = [arg for arg in sys.argv[1:] if "=" in arg and not arg.startswith("-")]
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then raises what it cannot compose instead of printing it

@@ -96,12 +96,15 @@ def train(cfg: DictConfig) -> str:
     start = time.time()
     try:
         trainer.fit(model, datamodule=data)
+        if not trainer.is_global_zero:  # DDP: the ranks hold the same weights; rank 0 writes them
+            return str(cfg.ckpt_path)
         meta = {
             "data": dataset_record(cfg.data),
             "budget": {"max_time": str(cfg.trainer.get("max_time")), "max_steps": int(cfg.trainer.get("max_steps", -1)),
                        "cpu_budget": str(cfg.get("cpu_budget")), "steps": int(trainer.global_step),
                        "train_seconds": round(time.time() - start, 1),
-                       "cpu_seconds": round(budget.time_elapsed(), 1), "threads": torch.get_num_threads()},
+                       "cpu_seconds": round(budget.time_elapsed(), 1), "threads": torch.get_num_threads(),
+                       "processes": trainer.world_size},  # DDP: cpu_seconds are rank 0's
             "init_from": str(cfg.get("init_from") or ""),
             "command": command,
             "git": revision,
