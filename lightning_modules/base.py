@@ -11,6 +11,8 @@
   — so a run cut by ``trainer.max_time`` still ends at a low learning rate.
 - ``encode``/``decode``: replicate padding to the model's stride, the subclass's
   ``compress``/``decompress`` to sections of the licbench container, crop after decoding.
+  Decoding runs on ``decode_threads`` CPU threads whatever the caller's count (:func:`fixed_threads`),
+  so that the pixels depend on the stream and the weights alone, not on the decoder's thread count.
   The container's model id is a hash of the weights, so a stream never decodes silently
   with other weights.
 
@@ -44,9 +46,24 @@ from licbench.core.metrics import psnr
 from licbench.lightning_modules.entropy import BitContextModel
 
 
+@contextmanager
+def fixed_threads(count: int):
+    """torch's CPU intra-op thread count set to ``count`` for the block, restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class LearnedCodec(pl.LightningModule, CompressionModel, Codec):
     name = "learned"
     stride = 1  # total downsampling of the analysis transform: inputs are padded to a multiple
+    #: CPU threads of every decode. oneDNN's convolutions split their sums by the thread count, so the
+    #: same stream decoded with 1 and with 2 threads could differ in the last bit (Ballé 2017 on kodim01:
+    #: 8 of 1,179,648 values by 1/255); at a fixed count a CPU of one kind decodes a stream to one image.
+    decode_threads = 1
 
     def __init__(self, lmbda: float = 0.013, lr: float = 1e-4, aux_lr: float = 1e-3, lr_min_ratio: float = 1.0,
                  warmup_steps: int = 0, clip_grad_norm: float = 1.0):
@@ -187,7 +204,7 @@ class LearnedCodec(pl.LightningModule, CompressionModel, Codec):
             raise CodecError(f"stream was made by model {container.model_id!r}; these weights are {self.model_id!r}")
         height, width = container.height, container.width
         pad = self._padding(height, width)
-        with self._eval_mode():
+        with self._eval_mode(), fixed_threads(self.decode_threads):
             x_hat = self.decompress(container.sections, height + pad[3], width + pad[1])[0, :, :height, :width]
         if not torch.isfinite(x_hat).all():  # clamping would keep NaN
             raise CodecError(f"corrupt {self.name} stream: it decodes to non-finite pixels")

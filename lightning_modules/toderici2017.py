@@ -38,7 +38,7 @@ from torch import nn
 
 from licbench.core.codec import CodecError, RatePoint
 from licbench.core.metrics import psnr
-from licbench.lightning_modules.base import LearnedCodec
+from licbench.lightning_modules.base import LearnedCodec, fixed_threads
 from licbench.lightning_modules.entropy import BitContextModel
 from licbench.lightning_modules.layers import ConvLSTM, straight_through
 
@@ -183,7 +183,8 @@ class Toderici2017(LearnedCodec):
         if bitstream == "raw":
             payload = np.packbits(symbols.flatten().cpu().numpy()).tobytes()
         else:
-            payload = self.entropy_model.encode(out["bits"])
+            with fixed_threads(self.decode_threads):  # the context model's probabilities as the decoder computes them
+                payload = self.entropy_model.encode(out["bits"])
         return [bytes([KINDS.index(bitstream), k]), payload]
 
     def decompress(self, sections: list[bytes], height: int, width: int) -> torch.Tensor:

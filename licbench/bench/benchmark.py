@@ -28,6 +28,8 @@ from licbench.bench import complexity, crops, leaderboard, report
 from licbench.bench.rowlog import RowLog, key
 from licbench.cli import explain
 from licbench.core import metrics
+from licbench.core.atomic import lock
+from licbench.core.checkpoint import Limits
 from licbench.core.codec import Codec, CodecError
 from licbench.core.provenance import git_revision, hydra_command
 from licbench.core.zoo import configured_codecs, rate_points
@@ -37,6 +39,7 @@ COLUMNS = ["codec", "rate", "image", "height", "width", "bytes", "bpp", "psnr", 
            "bpp_estimate"]
 RD_COLUMNS = ["bpp", "psnr", "ms_ssim", "enc_s", "dec_s", "bpp_estimate"]
 FAILURE_COLUMNS = ["codec", "rate", "image", "error"]
+LOCK = ".benchmark.lock"  # in out_dir: held by the run writing it
 
 
 def measure(label: str, codec: Codec, name: str, x: torch.Tensor) -> dict:
@@ -131,7 +134,27 @@ def codec_facts(points: list[Codec]) -> dict:
 
 
 def run_benchmark(cfg: DictConfig) -> Path:
+    """The benchmark of ``cfg`` into ``out_dir``, which it locks (``LOCK``): a second run on the same
+    ``out_dir`` while one is writing it refuses to start, so no row is measured twice or lost. A run
+    refused before it wrote anything leaves no ``out_dir`` it created."""
     out_dir = Path(cfg.out_dir)
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        held = lock(out_dir / LOCK)
+    except BlockingIOError:
+        raise CodecError(f"another licbench benchmark is writing {out_dir} (it holds {out_dir / LOCK}): wait for "
+                         "it to finish, or give this one another out_dir=") from None
+    with held:
+        try:
+            return _run_benchmark(cfg, out_dir)
+        finally:
+            if created and [path.name for path in out_dir.iterdir()] == [LOCK]:
+                (out_dir / LOCK).unlink()
+                out_dir.rmdir()
+
+
+def _run_benchmark(cfg: DictConfig, out_dir: Path) -> Path:
     leaderboard.check_anchors(cfg.anchors)
     command = hydra_command("benchmark")
     revision = git_revision()  # before anything is written
@@ -143,7 +166,7 @@ def run_benchmark(cfg: DictConfig) -> Path:
         compare = report.comparisons(cfg, data.name, configs)  # a bad reference or claim fails before measuring
         images = list(data.images())
         notes = sorted({f"{name}: {note}" for name, _, note in images if note})
-        codecs = {name: rate_points(name, codec_cfg) for name, codec_cfg in configs.items()}
+        codecs = {name: rate_points(name, codec_cfg, Limits.from_config(cfg)) for name, codec_cfg in configs.items()}
         check_distinct_rates(codecs)
         for note in leaderboard.anchor_notes(compare.anchors, codecs):
             print(f"note: {note}")

@@ -13,7 +13,7 @@ from hydra.utils import get_method
 from omegaconf import DictConfig
 
 from licbench.core.bitstream import Container, is_container
-from licbench.core.checkpoint import load_checkpoint
+from licbench.core.checkpoint import Limits, load_checkpoint
 from licbench.core.codec import CodecError, UnknownFormat
 from licbench.core.images import load_image, save_image
 from licbench.core.zoo import build, checkpoint_paths, find_weights
@@ -37,7 +37,7 @@ def _write(path: str, data: bytes) -> None:
 def encode_file(cfg: DictConfig) -> None:
     x, note = load_image(cfg.input)
     if "checkpoints" in cfg.codec or cfg.weights:
-        codec = load_checkpoint(cfg.weights or _only_checkpoint(cfg.codec.checkpoints))
+        codec = load_checkpoint(cfg.weights or _only_checkpoint(cfg.codec.checkpoints), Limits.from_config(cfg))
         if cfg.codec.get("rate") is not None:  # a multi-rate model's point
             codec = codec.at_rate(cfg.codec.rate, **(cfg.codec.get("points") or {}))
     else:
@@ -61,7 +61,7 @@ def decode_bytes(data: bytes, cfg: DictConfig) -> torch.Tensor:
     if is_container(data):
         container = Container.from_bytes(data)
         weights = cfg.weights or find_weights(container.model_id, list(cfg.search))
-        codec = load_checkpoint(weights)
+        codec = load_checkpoint(weights, Limits.from_config(cfg))
         with torch.inference_mode():
             return codec.decode(data)
     for decoder in cfg.native_decoders:

@@ -24,7 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from licbench.core import resolvers
-from licbench.core.checkpoint import load_checkpoint, read_checkpoint
+from licbench.core.checkpoint import Limits, load_checkpoint, read_checkpoint
 from licbench.core.codec import Codec, CodecError
 
 
@@ -34,8 +34,9 @@ def checkpoint_paths(spec) -> list[Path]:
                    for p in glob.glob(str(Path(str(pattern)).expanduser()), recursive=True)})
 
 
-def rate_points(name: str, cfg: DictConfig) -> list[Codec]:
-    """Every rate point of one configured codec, in ascending rate order for baselines."""
+def rate_points(name: str, cfg: DictConfig, limits: Limits | None = None) -> list[Codec]:
+    """Every rate point of one configured codec, in ascending rate order for baselines; a learned
+    codec's checkpoints are loaded within ``limits`` (``Limits.from_config`` of the command's config)."""
     if "checkpoints" in cfg:
         paths = checkpoint_paths(cfg.checkpoints)
         if not paths:
@@ -45,7 +46,7 @@ def rate_points(name: str, cfg: DictConfig) -> list[Codec]:
         points = cfg.get("points") or {}
         codecs = []
         for path in paths:
-            model = load_checkpoint(path)
+            model = load_checkpoint(path, limits)
             codecs += model.rate_points(**points)
         return codecs
     return [build(cfg, rate) for rate in cfg.grid]
@@ -135,7 +136,7 @@ def named_rate_points(names: list[str]) -> dict[str, list[Codec]]:
     resolvers.register()
     with initialize_config_module("licbench.conf", version_base=None):
         cfg = compose("benchmark", overrides=[f"codecs=[{','.join(names)}]"])
-        return {name: rate_points(name, node) for name, node in configured_codecs(cfg).items()}
+        return {name: rate_points(name, node, Limits.from_config(cfg)) for name, node in configured_codecs(cfg).items()}
 
 
 def extreme_points(points: list[Codec]) -> list[Codec]:

@@ -1,18 +1,24 @@
-"""Determinism check: ``python -m licbench.tools.determinism --images DIR --codecs jpeg,balle2017 --out OUT.md``.
+"""Determinism check: ``python -m licbench.tools.determinism --images DIR --codecs jpeg,balle2017 [--threads 1,2]
+--out OUT.md``.
 
 For each codec (a codec name as in ``codecs=[...]``, at its lowest and highest rate points, loaded as
 ``licbench benchmark`` loads them) and each image of DIR: encode twice in this process — the
-bytes must be identical — and decode; then decode the same streams in a fresh process and
-compare the decoded float tensors bit for bit. Prints and writes a Markdown table (command and
-git revision on top); the exit status is 1 if anything differs.
+bytes must be identical — and decode; then decode the same streams in a fresh process per thread
+count of ``--threads`` and compare the decoded float tensors bit for bit. Each fresh process also
+times its decodes against decodes at its own thread count without the learned codecs' fixed decode
+threads (``LearnedCodec.decode_threads``): the cost of that mechanism. Prints and writes a
+Markdown table (command and git revision on top); the exit status is 1 if anything differs.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +39,8 @@ class Row:
     images: int
     streams: list[tuple[int, str, str]] = field(default_factory=list)  # rate point, stream file, label
     byte_mismatches: list[str] = field(default_factory=list)
-    pixel_mismatches: list[str] = field(default_factory=list)
+    pixel_mismatches: dict[int, list[str]] = field(default_factory=dict)  # thread count: streams
+    decode_seconds: dict[int, tuple[float, float]] = field(default_factory=dict)  # fixed, free
 
 
 def image_files(directory: str | Path) -> list[Path]:
@@ -62,44 +69,65 @@ def code_here(name: str, images: list[Path], work: Path) -> Row:
     return row
 
 
-def decode_fresh(rows: list[Row], work: Path) -> None:
-    """Decode every stream again in a fresh process and record the pixel mismatches."""
+def decode_fresh(rows: list[Row], work: Path, threads: int) -> None:
+    """Decode every stream again in a fresh process with ``threads`` CPU threads; record the pixel
+    mismatches and the decode times."""
     manifest = work / "manifest.json"
     manifest.write_text(json.dumps({row.codec: row.streams for row in rows}))
-    proc = subprocess.run([sys.executable, "-m", "licbench.tools.determinism", "--decode", str(manifest)],
-                          capture_output=True, text=True, timeout=FRESH_SECONDS)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run([sys.executable, "-m", "licbench.tools.determinism", "--decode", str(manifest),
+                           "--threads", str(threads)], capture_output=True, text=True, timeout=FRESH_SECONDS, env=env)
     if proc.returncode != 0:
         raise CodecError(f"the fresh decoding process failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    seconds = json.loads((work / f"seconds-{threads}.json").read_text())
     for row in rows:
+        row.decode_seconds[threads] = tuple(seconds[row.codec])
+        row.pixel_mismatches[threads] = []
         for _, stream, label in row.streams:
             here, fresh = (torch.load(Path(stream).with_suffix(end), weights_only=True)
-                           for end in (".here.pt", ".fresh.pt"))
+                           for end in (".here.pt", f".fresh{threads}.pt"))
             if not torch.equal(here, fresh):
-                row.pixel_mismatches.append(label)
+                row.pixel_mismatches[threads].append(label)
 
 
-def decode_manifest(manifest: str) -> None:
-    """The fresh process: decode each listed stream with its codec's rate point and save the tensor."""
-    codecs = json.loads(Path(manifest).read_text())
+def decode_manifest(manifest: str, threads: int) -> None:
+    """The fresh process: decode each listed stream with its codec's rate point and save the tensor;
+    time each decode as it is and with the decode threads left at this process's count."""
+    from licbench.lightning_modules.base import LearnedCodec
+
+    torch.set_num_threads(threads)
+    codecs, seconds, fixed = json.loads(Path(manifest).read_text()), {}, LearnedCodec.decode_threads
     with torch.inference_mode():
         for name, streams in codecs.items():
-            points = extreme_points(named_rate_points([name])[name])
+            points, times = extreme_points(named_rate_points([name])[name]), {"fixed": [], "free": []}
             for point, stream, _ in streams:
-                torch.save(points[point].decode(Path(stream).read_bytes()).clone(),
-                           Path(stream).with_suffix(".fresh.pt"))
+                data = Path(stream).read_bytes()
+                for mode in ("fixed", "free"):
+                    LearnedCodec.decode_threads = fixed if mode == "fixed" else threads
+                    start = time.perf_counter()
+                    x_hat = points[point].decode(data)
+                    times[mode].append(time.perf_counter() - start)
+                    if mode == "fixed":
+                        torch.save(x_hat.clone(), Path(stream).with_suffix(f".fresh{threads}.pt"))
+            seconds[name] = [statistics.median(times["fixed"]), statistics.median(times["free"])]
+    LearnedCodec.decode_threads = fixed
+    (Path(manifest).parent / f"seconds-{threads}.json").write_text(json.dumps(seconds))
 
 
-def markdown(rows: list[Row]) -> str:
-    lines = ["| codec | rate points | images | streams | byte mismatches | pixel mismatches |",
-             "|---|---|---|---|---|---|"]
+def markdown(rows: list[Row], threads: list[int]) -> str:
+    counts = " | ".join(f"pixel mismatches, {n} thread{'s' * (n > 1)}" for n in threads)
+    times = " | ".join(f"decode ms, {n} thr.: fixed / free" for n in threads)
+    lines = [f"| codec | rate points | images | streams | byte mismatches | {counts} | {times} |",
+             "|---|---|---|---|---|" + "---|" * 2 * len(threads)]
     for r in rows:
+        cost = " | ".join("{:.0f} / {:.0f}".format(*(1000 * t for t in r.decode_seconds[n])) for n in threads)
         lines.append(f"| {r.codec} | {', '.join(r.rates)} | {r.images} | {len(r.streams)} | {len(r.byte_mismatches)} "
-                     f"| {len(r.pixel_mismatches)} |")
+                     f"| {' | '.join(str(len(r.pixel_mismatches[n])) for n in threads)} | {cost} |")
     for r in rows:
-        for what, labels in (("encodes to other bytes the second time", r.byte_mismatches),
-                             ("decodes to other pixels in a fresh process", r.pixel_mismatches)):
-            if labels:
-                lines += ["", f"- {r.codec} {what}: {', '.join(labels)}"]
+        problems = [("encodes to other bytes the second time", r.byte_mismatches)]
+        problems += [(f"decodes to other pixels in a fresh process with {n} threads", r.pixel_mismatches[n])
+                     for n in threads]
+        lines += [f"\n- {r.codec} {what}: {', '.join(labels)}" for what, labels in problems if labels]
     return "\n".join(lines)
 
 
@@ -109,10 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="only the first N images, in name order (for slow codecs)")
     parser.add_argument("--codecs", help="comma-separated codec names (conf/codec/ or conf/model/)")
     parser.add_argument("--out", help="also write the table, with the command and the git revision, to a Markdown file")
+    parser.add_argument("--threads", default="1,2", help="comma-separated CPU thread counts of the fresh decoders")
     parser.add_argument("--decode", metavar="MANIFEST", help=argparse.SUPPRESS)  # the fresh process
     args = parser.parse_args(argv)
+    threads = [int(n) for n in args.threads.split(",") if n.strip()]
+    if not threads or min(threads) < 1:
+        parser.error("--threads must list thread counts of at least 1")
     if args.decode:
-        decode_manifest(args.decode)
+        decode_manifest(args.decode, threads[0])
         return 0
     if not (args.images and args.codecs):
         parser.error("--images and --codecs are required")
@@ -125,15 +157,19 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(code_here(name, images, Path(work)))
             print(f"{name}: {len(rows[-1].streams)} streams, {len(rows[-1].byte_mismatches)} byte mismatches",
                   flush=True)
-        decode_fresh(rows, Path(work))
-    table = markdown(rows)
+        for count in threads:
+            decode_fresh(rows, Path(work), count)
+    table = markdown(rows, threads)
     print(table)
     if args.out:
         write_figures(args.out, "Determinism", "licbench.tools.determinism", table, argv, [
-            "each image encoded twice in one process (byte mismatches), decoded there and again in a fresh process "
-            "(pixel mismatches: decoded float tensors compared bit for bit); "
-            "lowest and highest rate point of each codec"])
-    return int(any(r.byte_mismatches or r.pixel_mismatches for r in rows))
+            f"each image encoded twice in one process with {torch.get_num_threads()} threads (byte mismatches), "
+            "decoded there and again in a fresh process per thread count (pixel mismatches: decoded float tensors "
+            "compared bit for bit); lowest and highest rate point of each codec",
+            "decode ms: median per stream in the fresh process, 'fixed' as licbench decodes (learned codecs on "
+            "LearnedCodec.decode_threads threads), 'free' on the process's own thread count: the cost "
+            "of the fixed count"])
+    return int(any(r.byte_mismatches or any(r.pixel_mismatches.values()) for r in rows))
 
 
 if __name__ == "__main__":
