@@ -24,7 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from licbench.bench import complexity, crops, leaderboard, report
+from licbench.bench import complexity, crops, leaderboard, report, timing
 from licbench.bench.rowlog import RowLog, key
 from licbench.cli import explain
 from licbench.core import metrics
@@ -179,7 +179,8 @@ def _run_benchmark(cfg: DictConfig, out_dir: Path) -> Path:
                             provenance(codecs), compare.anchors[0])
         if per_image.empty:
             raise CodecError(f"every codec failed on every image: see {out_dir / 'failures.csv'}")
-        facts = {label: codec_facts(points) for label, points in codecs.items()}
+        timed = timing.time_codecs(codecs, images, cfg.get("timing") or {})
+        facts = {label: {**codec_facts(points), "timing": timed.get(label)} for label, points in codecs.items()}
         report.write_index(out_dir, data.name, facts)
         index = crops.write_crops(codecs, images, per_image, out_dir, cfg.get("crop_image"))
         results = report.Results(per_image, rd, facts, report.command_text(command, revision), index, data.name)

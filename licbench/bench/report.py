@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from licbench.bench import leaderboard, papers  # noqa: E402
 from licbench.bench.references import Reference, load_references, paper_curve  # noqa: E402
+from licbench.bench.timing import overload_warning  # noqa: E402
 from licbench.core import zoo  # noqa: E402
 from licbench.core.atomic import write_atomic  # noqa: E402
 from licbench.core.codec import CodecError  # noqa: E402
@@ -233,7 +234,7 @@ def sections(table: pd.DataFrame, published: pd.DataFrame, both: pd.DataFrame) -
     """The measured rows (against the anchors; beside their papers; size and cost), the published
     curves in a section of their own, and the two PSNR aggregations."""
     bd = [c for c in table.columns if c.startswith("BD-") and "its paper" not in c]
-    cost = ["enc ms/MP", "dec ms/MP", "params", "kMAC/px enc", "kMAC/px dec", "training", "data"]
+    cost = ["enc ms/MP", "dec ms/MP", "timed by", "params", "kMAC/px enc", "kMAC/px dec", "training", "data"]
     parts = [Section("Measured, against the anchors", table[["codec", "points", "bpp range", *bd, "notes"]])]
     gap = [c for c in table.columns if c == "paper" or "its paper" in c or c in (papers.GAP, "paper notes")]
     claims = [f"{row.codec}: {row.claim}" for row in table.itertuples() if isinstance(getattr(row, "claim", None), str)]
@@ -341,6 +342,8 @@ def write_leaderboard(results: Results, out_dir: Path, compare: Comparisons,
     if made_by:
         provenance.append("Leaderboard rebuilt by: " + made_by.strip().replace("\n", " "))
     provenance += [f"Note: {note}." for note in leaderboard.anchor_notes(anchors, rd.codec)]
+    warning = overload_warning(results.facts)
+    provenance += [f"Warning: {warning}."] if warning else []
     paths = {"rd_psnr": plot_rd(rd, "psnr", out_dir / "rd_psnr.png", results.dataset, compare),
              "rd_msssim": plot_rd(rd, "ms_ssim", out_dir / "rd_msssim.png", results.dataset, compare),
              "md": out_dir / "leaderboard.md", "html": out_dir / "leaderboard.html",
