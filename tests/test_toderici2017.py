@@ -188,3 +188,24 @@ def test_checkpoints_from_before_the_entropy_model_module_load_with_their_id(tra
     data = loaded.encode(x, iterations=4)
     assert Container.from_bytes(data).sections == sections(model.encode(x, iterations=4))
     assert torch.equal(loaded.decode(data), model.decode(model.encode(x, iterations=4)))
+
+
+def test_the_context_probabilities_are_computed_on_the_decode_thread_count_on_both_sides(monkeypatch):
+    """Entropy decoding must not depend on float summation order: the context model's probabilities
+    (its CDF indexes) are computed on ``decode_threads`` when encoding and decoding, whatever the
+    caller's thread count, and the stream is the same bytes from a caller on 1 or 2 threads."""
+    model, seen = tiny(), []
+    for method in ("encode", "decode"):
+        original = getattr(model.entropy_model, method)
+        monkeypatch.setattr(model.entropy_model, method, lambda *a, _f=original, **k: (
+            seen.append(torch.get_num_threads()), _f(*a, **k))[1])
+    image, before, streams = synthetic_image(48, 64, seed=2), torch.get_num_threads(), []
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            streams.append(model.encode(image, iterations=3))
+            model.decode(streams[-1])
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [model.decode_threads] * 4 and streams[0] == streams[1]
