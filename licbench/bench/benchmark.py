@@ -20,11 +20,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from licbench.bench import complexity, crops, leaderboard, report, timing
+from licbench.bench import complexity, crops, leaderboard, report, shards, timing
 from licbench.bench.rowlog import RowLog, key
 from licbench.cli import explain
 from licbench.core import metrics
@@ -138,6 +140,8 @@ def run_benchmark(cfg: DictConfig) -> Path:
     ``out_dir`` while one is writing it refuses to start, so no row is measured twice or lost. A run
     refused before it wrote anything leaves no ``out_dir`` it created."""
     out_dir = Path(cfg.out_dir)
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:  # a shard: out_dir is the sweep
+        out_dir = Path(HydraConfig.get().runtime.output_dir)
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -160,11 +164,14 @@ def _run_benchmark(cfg: DictConfig, out_dir: Path) -> Path:
     revision = git_revision()  # before anything is written
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
-    data = instantiate(cfg.data)
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True, throw_on_missing=True)
+    shard = data_cfg.pop("shard", None)
+    shards.parse(shard)  # a malformed shard fails before anything is loaded
+    data = instantiate(data_cfg)
     with tracking.run(cfg.logger, cfg, job_type="benchmark") as wb:
         configs = configured_codecs(cfg)
         compare = report.comparisons(cfg, data.name, configs)  # a bad reference or claim fails before measuring
-        images = list(data.images())
+        images = shards.select(list(data.images()), shard)
         notes = sorted({f"{name}: {note}" for name, _, note in images if note})
         codecs = {name: rate_points(name, codec_cfg, Limits.from_config(cfg)) for name, codec_cfg in configs.items()}
         check_distinct_rates(codecs)
@@ -181,7 +188,7 @@ def _run_benchmark(cfg: DictConfig, out_dir: Path) -> Path:
             raise CodecError(f"every codec failed on every image: see {out_dir / 'failures.csv'}")
         timed = timing.time_codecs(codecs, images, cfg.get("timing") or {})
         facts = {label: {**codec_facts(points), "timing": timed.get(label)} for label, points in codecs.items()}
-        report.write_index(out_dir, data.name, facts)
+        report.write_index(out_dir, data.name, facts, shard)
         index = crops.write_crops(codecs, images, per_image, out_dir, cfg.get("crop_image"))
         results = report.Results(per_image, rd, facts, report.command_text(command, revision), index, data.name)
         board, paths = report.write_leaderboard(results, out_dir, compare)

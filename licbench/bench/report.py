@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from licbench.bench import leaderboard, papers  # noqa: E402
+from licbench.bench import leaderboard, papers, shards  # noqa: E402
 from licbench.bench.references import Reference, load_references, paper_curve  # noqa: E402
 from licbench.bench.timing import overload_warning  # noqa: E402
 from licbench.core import zoo  # noqa: E402
@@ -80,10 +80,11 @@ def read(in_dir: Path) -> Results:
                    dataset=record.get("dataset"))
 
 
-def write_index(out_dir: Path, dataset: str | None, facts: dict[str, dict]) -> Path:
-    """codecs.yaml: the dataset and each codec's size, cost and training (YAML, so that every *.json
-    of the directory is a curve)."""
-    return write_atomic(out_dir / INDEX, OmegaConf.to_yaml(OmegaConf.create({"dataset": dataset, "codecs": facts})))
+def write_index(out_dir: Path, dataset: str | None, facts: dict[str, dict], shard: str | None = None) -> Path:
+    """codecs.yaml: the dataset (and the image shard, for a shard's folder) and each codec's size, cost and
+    training (YAML, so that every *.json of the directory is a curve)."""
+    record = {"dataset": dataset, **({"shard": shard} if shard else {}), "codecs": facts}
+    return write_atomic(out_dir / INDEX, OmegaConf.to_yaml(OmegaConf.create(record)))
 
 
 def comparisons(cfg: DictConfig, dataset: str | None, configs: dict[str, DictConfig]) -> Comparisons:
@@ -374,16 +375,19 @@ def codec_configs(cfg: DictConfig, names) -> dict[str, DictConfig]:
 
 def run_report(cfg: DictConfig) -> dict[str, Path]:
     """``licbench report in_dir=OUT``: the leaderboard of a benchmark directory, rebuilt from its files
-    against the configured comparisons, with this command and its git revision beside the benchmark's.
+    against the configured comparisons, with this command and its git revision beside the benchmark's;
+    OUT a sweep of benchmark shards (:mod:`licbench.bench.shards`): their merge first, into OUT.
     A directory from before the index was ``codecs.yaml`` gets its ``codecs.json`` renamed (with
     ``dataset=``, when given, recorded)."""
     in_dir = Path(cfg.in_dir)
+    made_by = command_text(hydra_command("report"), git_revision())
+    if shards.shard_dirs(in_dir):  # a sweep of benchmark shards: merged into in_dir first
+        shards.write_merge(in_dir, hydra_command("report"), git_revision(), leaderboard.check_anchors(cfg.anchors)[0])
     results = read(in_dir)
     if cfg.get("dataset") and results.dataset and cfg.dataset != results.dataset:
         raise CodecError(f"{in_dir} is a benchmark on {results.dataset}, not dataset={cfg.dataset}")
     results.dataset = results.dataset or cfg.get("dataset")
     compare = comparisons(cfg, results.dataset, codec_configs(cfg, results.rd.codec.unique()))
-    made_by = command_text(hydra_command("report"), git_revision())
     if (in_dir / OLD_INDEX).is_file() and not (in_dir / INDEX).is_file():
         write_index(in_dir, results.dataset, results.facts)
         (in_dir / OLD_INDEX).unlink()
