@@ -42,36 +42,36 @@ ZOO   ?= results/zoo
 TRAIN  = $(VENV)/bin/licbench train data.root=$(DATA)/bsds500 logger=none threads=1 skip_existing=true
 WARM   = model.lr=3.0e-4 model.warmup_steps=0
 zoo: zoo-balle2017 zoo-wcae zoo-nowcae zoo-theis2017
-zoo-balle2017: install  # 30 + 4 x 15 = 90 CPU-minutes
+zoo-balle2017: install  # 30 + 4 x 8 = 62 CPU-minutes
 	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.013 cpu_budget=00:00:30:00 ckpt_path=$(ZOO)/balle2017/balle2017-l0.013.ckpt
-	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.025 cpu_budget=00:00:15:00 $(WARM) \
+	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.025 cpu_budget=00:00:08:00 $(WARM) \
 	    init_from=$(ZOO)/balle2017/balle2017-l0.013.ckpt ckpt_path=$(ZOO)/balle2017/balle2017-l0.025.ckpt
-	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.0067 cpu_budget=00:00:15:00 $(WARM) \
+	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.0067 cpu_budget=00:00:08:00 $(WARM) \
 	    init_from=$(ZOO)/balle2017/balle2017-l0.013.ckpt ckpt_path=$(ZOO)/balle2017/balle2017-l0.0067.ckpt
-	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.0483 cpu_budget=00:00:15:00 $(WARM) \
+	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.0483 cpu_budget=00:00:08:00 $(WARM) \
 	    init_from=$(ZOO)/balle2017/balle2017-l0.025.ckpt ckpt_path=$(ZOO)/balle2017/balle2017-l0.0483.ckpt
-	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.0018 cpu_budget=00:00:15:00 $(WARM) \
+	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.0018 cpu_budget=00:00:08:00 $(WARM) \
 	    init_from=$(ZOO)/balle2017/balle2017-l0.0067.ckpt ckpt_path=$(ZOO)/balle2017/balle2017-l0.0018.ckpt
-zoo-wcae: install       # 21 + 3 x 8 = 45 CPU-minutes
+zoo-wcae: install       # 21 + 3 x 5 = 36 CPU-minutes
 	$(TRAIN) experiment=wcae_cpu model.lmbda=0.00615 cpu_budget=00:00:21:00 ckpt_path=$(ZOO)/wcae/wcae-l0.00615.ckpt
-	$(TRAIN) experiment=wcae_cpu model.lmbda=0.003 cpu_budget=00:00:08:00 $(WARM) \
+	$(TRAIN) experiment=wcae_cpu model.lmbda=0.003 cpu_budget=00:00:05:00 $(WARM) \
 	    init_from=$(ZOO)/wcae/wcae-l0.00615.ckpt ckpt_path=$(ZOO)/wcae/wcae-l0.003.ckpt
-	$(TRAIN) experiment=wcae_cpu model.lmbda=0.0125 cpu_budget=00:00:08:00 $(WARM) \
+	$(TRAIN) experiment=wcae_cpu model.lmbda=0.0125 cpu_budget=00:00:05:00 $(WARM) \
 	    init_from=$(ZOO)/wcae/wcae-l0.00615.ckpt ckpt_path=$(ZOO)/wcae/wcae-l0.0125.ckpt
-	$(TRAIN) experiment=wcae_cpu model.lmbda=0.025 cpu_budget=00:00:08:00 $(WARM) \
+	$(TRAIN) experiment=wcae_cpu model.lmbda=0.025 cpu_budget=00:00:05:00 $(WARM) \
 	    init_from=$(ZOO)/wcae/wcae-l0.0125.ckpt ckpt_path=$(ZOO)/wcae/wcae-l0.025.ckpt
-zoo-nowcae: install     # 21 + 3 x 8 = 45 CPU-minutes
+zoo-nowcae: install     # 21 + 3 x 5 = 36 CPU-minutes
 	$(TRAIN) experiment=nowcae_cpu model.lmbda=0.00615 cpu_budget=00:00:21:00 ckpt_path=$(ZOO)/nowcae/nowcae-l0.00615.ckpt
-	$(TRAIN) experiment=nowcae_cpu model.lmbda=0.003 cpu_budget=00:00:08:00 $(WARM) \
+	$(TRAIN) experiment=nowcae_cpu model.lmbda=0.003 cpu_budget=00:00:05:00 $(WARM) \
 	    init_from=$(ZOO)/nowcae/nowcae-l0.00615.ckpt ckpt_path=$(ZOO)/nowcae/nowcae-l0.003.ckpt
-	$(TRAIN) experiment=nowcae_cpu model.lmbda=0.0125 cpu_budget=00:00:08:00 $(WARM) \
+	$(TRAIN) experiment=nowcae_cpu model.lmbda=0.0125 cpu_budget=00:00:05:00 $(WARM) \
 	    init_from=$(ZOO)/nowcae/nowcae-l0.00615.ckpt ckpt_path=$(ZOO)/nowcae/nowcae-l0.0125.ckpt
-	$(TRAIN) experiment=nowcae_cpu model.lmbda=0.025 cpu_budget=00:00:08:00 $(WARM) \
+	$(TRAIN) experiment=nowcae_cpu model.lmbda=0.025 cpu_budget=00:00:05:00 $(WARM) \
 	    init_from=$(ZOO)/nowcae/nowcae-l0.0125.ckpt ckpt_path=$(ZOO)/nowcae/nowcae-l0.025.ckpt
 
-THEIS  = $(TRAIN) experiment=theis2017_cpu cpu_budget=00:00:05:00 model.fine_tune_scales=true model.lr=3.0e-3 \
+THEIS  = $(TRAIN) experiment=theis2017_cpu cpu_budget=00:00:03:00 model.fine_tune_scales=true model.lr=3.0e-3 \
 	model.warmup_steps=0 init_from=$(ZOO)/theis2017/theis2017-l0.01.ckpt
-zoo-theis2017: install  # 30 + 4 x 5 = 50 CPU-minutes: one model, then per-rate scale parameters (Theis et al. §3.2)
+zoo-theis2017: install  # 30 + 4 x 3 = 42 CPU-minutes: one model, then per-rate scale parameters (Theis et al. §3.2)
 	$(TRAIN) experiment=theis2017_cpu model.lmbda=0.01 cpu_budget=00:00:30:00 ckpt_path=$(ZOO)/theis2017/theis2017-l0.01.ckpt
 	$(THEIS) model.lmbda=0.005 ckpt_path=$(ZOO)/theis2017/theis2017-l0.005.ckpt
 	$(THEIS) model.lmbda=0.0025 ckpt_path=$(ZOO)/theis2017/theis2017-l0.0025.ckpt
