@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/datasets
 
-.PHONY: install openjpeg benchmark lint test zoo zoo-balle2017 zoo-wcae zoo-nowcae zoo-theis2017 leaderboard kodak-main kodak-supplement kodak-toderici kodak kodak-report speed clean
+.PHONY: install openjpeg ffmpeg benchmark lint test zoo zoo-balle2017 zoo-wcae zoo-nowcae zoo-theis2017 leaderboard kodak-main kodak-supplement kodak-toderici kodak kodak-report speed clean
 
 install: $(STAMP)
 
@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[test]'
 	$(MAKE) --no-print-directory openjpeg
+	$(MAKE) --no-print-directory ffmpeg
 	touch $(STAMP)
 
 # glymur needs a system OpenJPEG (>= 2.4); Debian's libopenjp2-7 when we can install it.
@@ -22,6 +23,13 @@ openjpeg:
 	|| { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	       apt-get install -y -q libopenjp2-7 >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q libopenjp2-7 >/dev/null; }; \
 	     else echo "NOTE: JPEG 2000 needs OpenJPEG: sudo apt-get install libopenjp2-7 (or a glymurrc file)"; fi; }
+
+# HEVC intra (x265) runs Debian's ffmpeg; it must list the libx265 encoder.
+ffmpeg:
+	@ffmpeg -hide_banner -encoders 2>/dev/null | grep -q libx265 \
+	|| { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	       apt-get install -y -q ffmpeg >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q ffmpeg >/dev/null; }; \
+	     else echo "NOTE: HEVC intra needs ffmpeg with libx265: sudo apt-get install ffmpeg"; fi; }
 
 # The main job on the embedded default data (scikit-image's photos), with the committed zoo.
 benchmark: install
@@ -86,7 +94,7 @@ zoo-theis2017: install  # 30 + 4 x 3 = 42 CPU-minutes: one model, then per-rate 
 # Each codec config's `paper:` curve is drawn dashed and tabled as published; KODAK_REFERENCES adds
 # CompressAI's own JPEG and JPEG 2000 measurements beside ours. `make kodak-report` rebuilds the three
 # leaderboards from the committed tables (minutes, nothing measured again).
-KODAK_CODECS ?= [jpeg,jpeg2000,balle2017,theis2017,cheng2018,wcae,nowcae,jiang2017]
+KODAK_CODECS ?= [jpeg,jpeg2000,balle2017,theis2017,cheng2018,wcae,nowcae,jiang2017,prakash2017]
 KODAK_REFERENCES ?= [jpeg,jpeg2000]
 KODAK = $(VENV)/bin/licbench benchmark data=kodak data.root=$(DATA)/kodak logger=none crop_image=kodim23
 REPORT = $(VENV)/bin/licbench report dataset=kodak
