@@ -2,6 +2,7 @@
 import time
 
 import torch
+from omegaconf import OmegaConf
 
 from conftest import run_cli
 from licbench.train.budget import CpuBudget
@@ -26,3 +27,18 @@ def test_training_stops_at_its_cpu_budget_and_records_it(tmp_path):
     budget = torch.load(ckpt, weights_only=True)["meta"]["budget"]
     assert budget["cpu_budget"] == "00:00:00:02" and budget["steps"] > 0
     assert 2 <= budget["cpu_seconds"] < 30  # stopped by the budget (the step that crosses it ends the run)
+
+
+def test_an_experiments_budget_and_a_launchers_thread_split_are_not_overridden_by_the_primary_config():
+    from hydra import compose, initialize_config_module
+
+    from licbench.core import resolvers
+
+    resolvers.register()
+    with initialize_config_module("licbench.conf", version_base=None):
+        assert compose("train", overrides=["experiment=balle2017_cpu"]).cpu_budget == "00:00:30:00"
+        shorter = compose("train", overrides=["experiment=balle2017_cpu", "cpu_budget=00:00:01:00"])
+        assert shorter.cpu_budget == "00:00:01:00"
+        for app in ("train", "benchmark"):
+            cfg = compose(app, overrides=["launcher=local"], return_hydra_config=True)
+            assert OmegaConf.to_container(cfg, resolve=False)["threads"].startswith("${cpu_share:")
