@@ -1,4 +1,4 @@
-"""``licbench train | benchmark | report | encode | decode``: Hydra mains over conf/.
+"""``licbench train | benchmark | report | encode | decode | import``: Hydra mains over conf/.
 
 Each subcommand is a Hydra app whose primary config is ``conf/<command>.yaml``; everything
 after the subcommand is Hydra overrides (``key=value``, ``-m`` for multirun). Bad input
@@ -34,7 +34,8 @@ def explain(err: BaseException) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
-USAGE = "usage: licbench {train,benchmark,report,encode,decode} [key=value ...]   (Hydra overrides; -m for multirun)"
+USAGE = ("usage: licbench {train,benchmark,report,encode,decode,import} [key=value ...]   "
+         "(Hydra overrides; -m for multirun)")
 
 
 def _train(cfg: DictConfig):
@@ -68,7 +69,14 @@ def _decode(cfg: DictConfig):
     return decode_file(cfg)
 
 
-COMMANDS = {"train": _train, "benchmark": _benchmark, "report": _report, "encode": _encode, "decode": _decode}
+def _import(cfg: DictConfig):
+    from licbench.train.importing import import_weights
+
+    return import_weights(cfg)
+
+
+COMMANDS = {"train": _train, "benchmark": _benchmark, "report": _report, "encode": _encode, "decode": _decode,
+            "import": _import}
 
 
 def _fail(message: str) -> None:

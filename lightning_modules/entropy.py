@@ -86,7 +86,8 @@ def check_recoded(section: bytes, recoded: bytes, name: str) -> None:
 def decode_canonical(entropy_model: EntropyModel, section: bytes, indexes: torch.Tensor, name: str) -> torch.Tensor:
     """The integer symbols of a section of ``entropy_model`` with CDF ``indexes``, through all the guards."""
     check_length(section, least_bits(entropy_model, indexes), indexes.numel(), name)
-    symbols = entropy_model.decompress([zero_padded(section, indexes.numel())], indexes)
+    # the class's own decompress: compressai_models routes a wrapped network's calls of the instance's here
+    symbols = type(entropy_model).decompress(entropy_model, [zero_padded(section, indexes.numel())], indexes)
     check_range(symbols, name)
     check_recoded(section, entropy_model.compress(symbols, indexes)[0], name)
     return symbols
@@ -97,7 +98,7 @@ def decode_bottleneck(bottleneck: EntropyBottleneck, section: bytes, size: tuple
     each channel's median), through the guards of :func:`decode_canonical`."""
     indexes = channel_indexes((1, bottleneck.channels, *size), bottleneck.quantized_cdf.device)
     check_length(section, least_bits(bottleneck, indexes), indexes.numel(), name)
-    y_hat = bottleneck.decompress([zero_padded(section, indexes.numel())], size)
+    y_hat = type(bottleneck).decompress(bottleneck, [zero_padded(section, indexes.numel())], size)  # as above
     check_range(torch.round(y_hat - bottleneck.quantiles[:, :, 1:2].detach()), name)  # the medians
     check_recoded(section, bottleneck.compress(y_hat)[0], name)
     return y_hat

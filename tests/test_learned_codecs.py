@@ -48,11 +48,13 @@ CODECS = learned_codecs()
 
 @pytest.mark.parametrize("name", MODELS)
 def test_a_model_config_is_filed_under_its_class_name(name):
-    """conf/model/NAME.yaml names a class whose ``name`` is NAME, or is a training variant that starts
-    from another model config (toderici2016); a conf/codec/NAME.yaml beside it adds to the default."""
+    """conf/model/NAME.yaml names a class whose ``name`` is NAME (or, for a class that takes its name from
+    its config, such as the CompressAI adapter's, says ``name: NAME``), or is a training variant that
+    starts from another model config (toderici2016); a conf/codec/NAME.yaml beside it adds to the default."""
     config = OmegaConf.load(CONF / "model" / f"{name}.yaml")
     if "_target_" in config:
-        assert get_class(config._target_).name == name, f"conf/model/{name}.yaml: its class is named otherwise"
+        named = get_class(config._target_).codec_name(OmegaConf.to_container(config))
+        assert named == name, f"conf/model/{name}.yaml: its class names it {named!r}"
     else:
         assert set(config.get("defaults", [])) & set(MODELS), f"conf/model/{name}.yaml names no class nor model"
     codec = CONF / "codec" / f"{name}.yaml"

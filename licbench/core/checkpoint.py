@@ -150,7 +150,7 @@ def load_checkpoint(path: str | Path, limits: Limits | None = None) -> Codec:
     if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module) and issubclass(cls, Codec)):
         raise CodecError(f"{path}: {target!r} is not a codec module")
     meta = payload["meta"]
-    model_id = weights_id(cls.name, payload["state_dict"])
+    model_id = weights_id(cls.codec_name(config), payload["state_dict"])
     if meta.get("model_id") and model_id != meta["model_id"]:
         raise CodecError(f"{path}: weights hash to {model_id}, the checkpoint says {meta['model_id']} (corrupt file?)")
     try:

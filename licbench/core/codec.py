@@ -34,6 +34,12 @@ class Codec:
     network: torch.nn.Module | None = None  # the network whose parameters and MACs the leaderboard counts
 
     @classmethod
+    def codec_name(cls, config: dict) -> str:
+        """The ``name`` of ``cls(**config)``, before it is built: the class's own, unless the class takes
+        its name from its config (``compressai_models.CompressAIModel``: one class, a name per YAML)."""
+        return cls.name
+
+    @classmethod
     def from_checkpoint(cls, config: dict, state_dict: dict, provenance: dict, model_id: str) -> Codec:
         """The codec a checkpoint describes: ``cls(**config)`` with its weights, provenance and id.
         A class whose parameter names changed maps the old names in ``renamed_weights``."""

@@ -1,1 +1,1 @@
-"""Training: Lightning jobs, grids of them, W&B tracking."""
+"""Training: Lightning jobs, grids of them, W&B tracking; CompressAI weights imported as checkpoints."""
