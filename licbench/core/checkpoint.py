@@ -160,5 +160,5 @@ def load_checkpoint(path: str | Path, limits: Limits | None = None) -> Codec:
         raise CodecError(f"{path}: building its model ({target}) would allocate over {limits.max_params} tensor "
                          "elements and was refused before it did; if you trust this checkpoint, raise "
                          "max_checkpoint_params") from None
-    except (RuntimeError, KeyError, ValueError) as err:
+    except (RuntimeError, KeyError, ValueError, TypeError) as err:  # TypeError: a config key the class lacks
         raise CodecError(f"{path}: weights do not fit {target} ({str(err).splitlines()[0]})") from None
