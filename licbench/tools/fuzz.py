@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
+from licbench.baselines import hevc, jpegxl
 from licbench.core.bitstream import DEFAULT_MAX_PIXELS, Container, is_container, seal
 from licbench.core.codec import CodecError
 from licbench.core.zoo import extreme_points, named_rate_points
@@ -124,6 +125,13 @@ def _patched(data: bytes, at: int, value: bytes) -> bytes:
 def with_declared_size(data: bytes, height: int, width: int) -> bytes:
     """``data`` with the image size in its header replaced (clipped to the field's width; a
     container re-sealed); unchanged if no size field is found."""
+    if data.startswith(jpegxl.CODESTREAM):
+        return jpegxl.forge_size(data, height, width)
+    if hevc.looks_like_hevc(data):
+        try:
+            return hevc.forge_sps_size(data, height, width)
+        except CodecError:
+            return data
     if is_container(data):
         size = struct.pack(">II", min(height, 2**32 - 1), min(width, 2**32 - 1))
         return _patched(data, _size_at(Container.from_bytes(data)), size)
@@ -225,6 +233,12 @@ CLEAN = ("refused", "decoded")
 
 def declared_size(data: bytes) -> tuple[int, int] | None:
     """The (height, width) a stream's header declares, or None if it declares none readably."""
+    for reads, size in ((jpegxl.is_jpegxl, jpegxl.declared_size), (hevc.looks_like_hevc, hevc.declared_size)):
+        if reads(data):
+            try:
+                return size(data)[:2]
+            except CodecError:
+                return None
     if is_container(data):
         try:
             c = Container.from_bytes(data)
