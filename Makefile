@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps pyiqa==0.1.16 'huggingface_hub>=0.20,<1'  # NLPD; its declared deps would replace numpy/torch
 	$(MAKE) --no-print-directory openjpeg
 	$(MAKE) --no-print-directory ffmpeg
 	touch $(STAMP)

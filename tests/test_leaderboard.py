@@ -199,3 +199,66 @@ def test_a_reference_on_another_dataset_or_of_an_unknown_one_is_refused(bench_di
     proc = run_cli("report", f"in_dir={bench_dir}", "references=[paper-balle2017]", check=False)
     assert proc.returncode == 1 and "this directory does not record (written before licbench recorded it): give " \
         "dataset=NAME" in proc.stderr
+
+
+def ctc_curve(codec, rates, shift=0.0):
+    """Every metric of metrics=ctc rising with the rate point (NLPD, a distance, falling); ``shift`` lowers VMAF."""
+    from licbench.core import quality
+
+    step = np.array([0.2, 0.4, 0.6, 0.8])
+    values = {"psnr": 25 + 10 * step, "psnr_y": 26 + 10 * step, "psnr_u": 35 + 5 * step, "psnr_v": 35 + 6 * step,
+              "ms_ssim": 0.9 + 0.09 * step, "ms_ssim_y": 0.91 + 0.08 * step, "iw_ssim": 0.9 + 0.09 * step,
+              "vif": 0.3 + 0.5 * step, "fsim": 0.92 + 0.07 * step, "nlpd": 0.3 - 0.25 * step,
+              "psnr_hvs": 25 + 12 * step, "psnr_hvs_m": 28 + 14 * step, "vmaf": 50 + 50 * step - shift}
+    assert list(values) == quality.SETS["ctc"]
+    return pd.DataFrame({"codec": codec, "rate": range(len(rates)), "bpp": rates, **values})
+
+
+@pytest.fixture
+def ctc_dir(tmp_path):
+    """A metrics=ctc benchmark directory: jpeg, a curve at 0.8 × its rates in every metric, one also lower in VMAF."""
+    rd = pd.concat([ctc_curve("jpeg", RATES), ctc_curve("better", 0.8 * RATES),
+                    ctc_curve("mixed", 0.8 * RATES, shift=5.0)])
+    rd = rd.assign(images=1, enc_s=0.01, dec_s=0.02, bpp_estimate=math.nan)
+    rd.to_csv(tmp_path / "rd.csv", index=False)
+    rows = rd.assign(image="a", height=1000, width=1000, bytes=rd.bpp * 1e6 / 8)
+    rows.to_csv(tmp_path / "per_image.csv", index=False)
+    return tmp_path
+
+
+def test_every_configured_metric_gets_a_bd_rate_and_jpeg_ai_gets_its_average(ctc_dir):
+    """0.8 × the rate at the same quality is −20 % in every metric, NLPD included (entering as 1 − NLPD: as it
+    is, a falling curve, it would keep one point and no BD-rate); the average is the mean of the seven."""
+    from licbench.core import quality
+
+    rd, rows = pd.read_csv(ctc_dir / "rd.csv"), pd.read_csv(ctc_dir / "per_image.csv")
+    table = leaderboard.leaderboard(rd, rows, {}, ["jpeg"]).set_index("codec")
+    labels = [leaderboard.LABELS[name] for name in quality.SETS["ctc"]]
+    for label in [*labels, "JPEG AI avg"]:
+        assert table.loc["better", f"BD-rate vs jpeg ({label}) %"] == pytest.approx(-20.0, abs=1e-9), label
+    seven = [table.loc["mixed", f"BD-rate vs jpeg ({leaderboard.LABELS[m]}) %"] for m in quality.JPEG_AI_AVERAGE]
+    assert table.loc["mixed", "BD-rate vs jpeg (VMAF) %"] > -20
+    assert table.loc["mixed", "BD-rate vs jpeg (JPEG AI avg) %"] == pytest.approx(np.mean(seven), abs=1e-12)
+    assert "BD-VMAF vs jpeg dB" not in table and "BD-PSNR vs jpeg dB" in table  # quality deltas: default metrics
+
+
+def test_the_leaderboard_page_has_a_per_metric_section_per_anchor(ctc_dir):
+    run_cli("report", f"in_dir={ctc_dir}", "anchors=[jpeg,better]", "bootstrap.n_resamples=0")
+    board = (ctc_dir / "leaderboard.md").read_text()
+    main = board.split("## Measured, against the anchors")[1].split("\n## ")[0]
+    assert "(PSNR) %" in main and "(VMAF)" not in main  # the main table keeps the default metrics
+    for anchor in ("jpeg", "better"):
+        section = board.split(f"## Measured, against {anchor} in every configured metric (BD-rate %)")[1]
+        header = section.split("\n|---")[0].strip().splitlines()[-1]
+        assert header.startswith("| codec | BD-rate (JPEG AI avg) % | BD-rate (PSNR-Y) % |") and "(VMAF) %" in header
+    assert "| better | -20.00 |" in board
+    csv = pd.read_csv(ctc_dir / "leaderboard.csv")
+    assert "BD-rate vs better (NLPD) %" in csv and "BD-rate vs jpeg (JPEG AI avg) % CI low" in csv
+
+
+def test_the_compressai_json_carries_every_metric(ctc_dir):
+    from licbench.bench import report
+
+    results = report.compressai_json(pd.read_csv(ctc_dir / "rd.csv"), "better", "d", "kodak")["results"]
+    assert list(results) == ["bpp", "psnr-rgb", "psnr-y", "psnr-u", "psnr-v", "ms-ssim-rgb", "ms-ssim-y", "iw-ssim",
+                             "vif", "fsim", "nlpd", "psnr-hvs", "psnr-hvs-m", "vmaf", "encoding_time", "decoding_time"]

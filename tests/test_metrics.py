@@ -35,3 +35,11 @@ def test_ms_ssim_is_nan_for_images_too_small_for_five_scales():
 def test_bpp_counts_every_byte():
     assert metrics.bpp(1000, 100, 80) == 1.0
     assert metrics.bpp(393216 // 8, 512, 768) == 1.0
+
+
+def test_the_default_metrics_are_the_registrys_psnr_and_ms_ssim():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(3, 170, 180, generator=g)
+    y = (x + 0.05 * torch.randn(3, 170, 180, generator=g)).clamp(0, 1)
+    assert metrics.evaluate(["psnr", "ms_ssim"], x, y) == {"psnr": metrics.psnr(x, y), "ms_ssim": metrics.ms_ssim(x, y)}
+    assert metrics.to_uint8(x).shape == (170, 180, 3) and metrics.to_uint8(x).dtype.name == "uint8"

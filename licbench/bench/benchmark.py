@@ -1,6 +1,7 @@
 """The ``licbench benchmark`` stage: every codec × rate point × image → one row each.
 
-Rows carry real bytes: ``bpp = 8 · len(bytes) / (H · W)``. Outputs in ``out_dir``:
+Rows carry real bytes: ``bpp = 8 · len(bytes) / (H · W)``, and a column per configured metric
+(``metrics=``, :mod:`licbench.core.quality`; PSNR and MS-SSIM by default). Outputs in ``out_dir``:
 ``per_image.csv``, ``rd.csv`` (means over images per codec and rate point),
 ``<codec>.json`` (CompressAI's results schema; the only ``*.json`` there), ``codecs.yaml`` (the
 dataset, and parameters, kMAC/pixel, training budget and data of each codec), ``rd_psnr.png``,
@@ -29,7 +30,7 @@ from tqdm import tqdm
 from licbench.bench import complexity, crops, leaderboard, report, shards, timing
 from licbench.bench.rowlog import RowLog, key
 from licbench.cli import explain
-from licbench.core import metrics
+from licbench.core import metrics, quality
 from licbench.core.atomic import lock
 from licbench.core.checkpoint import Limits
 from licbench.core.codec import Codec, CodecError
@@ -37,17 +38,27 @@ from licbench.core.provenance import git_revision, hydra_command
 from licbench.core.zoo import configured_codecs, rate_points
 from licbench.train import tracking
 
-COLUMNS = ["codec", "rate", "image", "height", "width", "bytes", "bpp", "psnr", "ms_ssim", "enc_s", "dec_s",
-           "bpp_estimate"]
-RD_COLUMNS = ["bpp", "psnr", "ms_ssim", "enc_s", "dec_s", "bpp_estimate"]
+
+def columns(names=quality.DEFAULT) -> list[str]:
+    """The per-image table's columns with the metrics ``names`` (registry names, in their order)."""
+    return ["codec", "rate", "image", "height", "width", "bytes", "bpp", *names, "enc_s", "dec_s", "bpp_estimate"]
+
+
+def rd_columns(names=quality.DEFAULT) -> list[str]:
+    """The columns rd.csv averages over images."""
+    return ["bpp", *names, "enc_s", "dec_s", "bpp_estimate"]
+
+
+COLUMNS = columns()  # with the default metrics
+RD_COLUMNS = rd_columns()
 FAILURE_COLUMNS = ["codec", "rate", "image", "error"]
 LOCK = ".benchmark.lock"  # in out_dir: held by the run writing it
 
 
-def measure(label: str, codec: Codec, name: str, x: torch.Tensor) -> dict:
-    """Encode and decode one image; the row of the per-image table. ``bpp_estimate`` is the
-    learned codecs' own entropy estimate (NaN for baselines), kept to check the coder — the
-    ``bpp`` column always comes from the bytes."""
+def measure(label: str, codec: Codec, name: str, x: torch.Tensor, names=quality.DEFAULT) -> dict:
+    """Encode and decode one image; the row of the per-image table, with the metrics ``names``
+    (:mod:`licbench.core.quality`). ``bpp_estimate`` is the learned codecs' own entropy estimate (NaN
+    for baselines), kept to check the coder — the ``bpp`` column always comes from the bytes."""
     start = time.perf_counter()
     data = codec.encode(x)
     encoded = time.perf_counter()
@@ -57,16 +68,17 @@ def measure(label: str, codec: Codec, name: str, x: torch.Tensor) -> dict:
     if x_hat.shape != x.shape:
         raise RuntimeError(f"{codec.name} decoded {list(x_hat.shape)} for an image of {list(x.shape)}")
     return {"codec": label, "rate": codec.rate, "image": name, "height": height, "width": width,
-            "bytes": len(data), "bpp": metrics.bpp(len(data), height, width), "psnr": metrics.psnr(x, x_hat),
-            "ms_ssim": metrics.ms_ssim(x, x_hat), "enc_s": encoded - start, "dec_s": decoded - encoded,
+            "bytes": len(data), "bpp": metrics.bpp(len(data), height, width), **metrics.evaluate(names, x, x_hat),
+            "enc_s": encoded - start, "dec_s": decoded - encoded,
             "bpp_estimate": metrics.bpp(codec.estimate_bits(x) / 8, height, width)}
 
 
 def run_codecs(codecs: dict[str, list[Codec]], images: list[tuple[str, torch.Tensor, str]],
-               log: RowLog) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rows for every rate point of every codec (keyed by its config name) on every image, and the
-    failures. Rows in ``log`` are reused, new ones added to it; a codec that raises on an image is
-    a failure row and the run goes on (an interrupt stops it, the log keeps what was measured)."""
+               log: RowLog, names=quality.DEFAULT) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows for every rate point of every codec (keyed by its config name) on every image, with the
+    metrics ``names``, and the failures. Rows in ``log`` are reused (measured again when they lack one
+    of ``names``), new ones added to it; a codec that raises on an image is a failure row and the run
+    goes on (an interrupt stops it, the log keeps what was measured)."""
     total = sum(len(points) for points in codecs.values()) * len(images)
     rows, failures = [], []
     with tqdm(total=total, desc="benchmark", unit="img") as progress, torch.inference_mode():
@@ -75,9 +87,9 @@ def run_codecs(codecs: dict[str, list[Codec]], images: list[tuple[str, torch.Ten
                 progress.set_postfix_str(f"{label} @ {codec.rate}")
                 for name, x, _ in images:
                     row = log.get(key(label, codec, name))
-                    if row is None:
+                    if row is None or any(metric not in row for metric in names):
                         try:
-                            row = measure(label, codec, name, x)
+                            row = measure(label, codec, name, x, names)
                         except Exception as err:  # any crash on one image is a result, not the end of the run
                             failures.append([label, codec.rate, name, f"{type(err).__name__}: {explain(err)}"])
                             progress.update()
@@ -85,13 +97,14 @@ def run_codecs(codecs: dict[str, list[Codec]], images: list[tuple[str, torch.Ten
                         log.add(key(label, codec, name), row)
                     rows.append(row)
                     progress.update()
-    return pd.DataFrame(rows, columns=COLUMNS), pd.DataFrame(failures, columns=FAILURE_COLUMNS)
+    return pd.DataFrame(rows, columns=columns(names)), pd.DataFrame(failures, columns=FAILURE_COLUMNS)
 
 
 def aggregate(per_image: pd.DataFrame) -> pd.DataFrame:
-    """Dataset figures: arithmetic means of the per-image values (CompressAI's convention)."""
+    """Dataset figures: arithmetic means of the per-image values (CompressAI's convention), for every
+    metric the rows carry."""
     grouped = per_image.groupby(["codec", "rate"], sort=False)
-    rd = grouped[RD_COLUMNS].mean().reset_index()
+    rd = grouped[rd_columns(quality.columns(per_image.columns))].mean().reset_index()
     rd.insert(2, "images", grouped.size().values)
     return rd.sort_values(["codec", "bpp"], kind="stable").reset_index(drop=True)
 
@@ -160,6 +173,8 @@ def run_benchmark(cfg: DictConfig) -> Path:
 
 def _run_benchmark(cfg: DictConfig, out_dir: Path) -> Path:
     leaderboard.check_anchors(cfg.anchors)
+    names = quality.resolve(cfg.get("metrics", quality.DEFAULT))
+    quality.check_available(names)  # a missing package fails before anything is measured
     command = hydra_command("benchmark")
     revision = git_revision()  # before anything is written
     if cfg.get("threads"):
@@ -180,7 +195,7 @@ def _run_benchmark(cfg: DictConfig, out_dir: Path) -> Path:
         log = RowLog(out_dir)
         if len(log):
             print(f"resuming: {len(log)} rows already measured in {log.path}")
-        per_image, failures = run_codecs(codecs, images, log)
+        per_image, failures = run_codecs(codecs, images, log, names)
         rd = aggregate(per_image)
         report.write_tables(out_dir, per_image, rd, failures, data.name, command, revision, notes,
                             provenance(codecs), compare.anchors[0])

@@ -4,8 +4,12 @@ codecs), and, in a section of their own, one row per published curve against the
 BD-rate (average bitrate change at equal quality, %) and BD-PSNR (average quality change at equal
 rate, dB) follow Bjøntegaard (VCEG-M33) with the ``bjontegaard`` package's PCHIP interpolation,
 integrated over the range where both curves overlap. MS-SSIM deltas are in CompressAI's dB scale,
-−10·log10(1 − MS-SSIM). Curves are first reduced to their monotone upper envelope (a point that does
-not improve quality over a cheaper one is dropped). The overlap is judged against the tested curve's
+−10·log10(1 − MS-SSIM). Every other configured metric (``metrics=``) gets a BD-rate on the scale JPEG
+AI's reporting template takes it (PSNRs in dB, the others as they are, NLPD as 1 − NLPD) and, with all
+seven of JPEG AI's (MS-SSIM-Y, IW-SSIM, VIFp, FSIM, NLPD, PSNR-HVS, VMAF), their mean "JPEG AI avg",
+blank unless all seven are figures (JPEG AI averages per-image BD-rates; here, as in every column, the
+curves are the means over images). Curves are first reduced to their monotone upper envelope (a point
+that does not improve quality over a cheaper one is dropped). The overlap is judged against the tested curve's
 own range — in quality for BD-rate, in log-rate for BD-PSNR — so a curve that lies inside the anchor's
 range always gets a figure; a delta is left empty, with the reason, when a curve has fewer than two
 points or the anchor covers under ``MIN_OVERLAP`` of the tested curve's range. Each BD-rate has a
@@ -28,18 +32,33 @@ from scipy import stats
 
 from licbench.bench.timing import timing_text
 from licbench.core.codec import CodecError
+from licbench.core.quality import AVERAGE_LABEL, JPEG_AI_AVERAGE, REGISTRY, bd_quality
 
 MIN_OVERLAP = 0.1
-METRICS = {"psnr": "PSNR", "ms_ssim": "MS-SSIM"}  # columns of rd.csv and of a published curve
+METRICS = {"psnr": "PSNR", "ms_ssim": "MS-SSIM"}  # the default columns of rd.csv, those a published curve may have
 POOLED = "pooled_psnr"  # the PSNR of the pooled MSE, a column of :func:`pooled`
-LABELS = {**METRICS, POOLED: "pooled PSNR"}
+AVERAGE = "jpeg_ai_average"  # the mean of the BD-rates of quality.JPEG_AI_AVERAGE
+LABELS = {**{name: metric.label for name, metric in REGISTRY.items()}, **METRICS, POOLED: "pooled PSNR",
+          AVERAGE: AVERAGE_LABEL}
 BD_ARGS = dict(method="pchip", require_matching_points=False, min_overlap=0)  # the overlap is judged here
 
 
 def quality(values, metric: str) -> np.ndarray:
-    """Quality in dB: PSNR as it is, MS-SSIM as −10·log10(1 − MS-SSIM)."""
-    values = np.asarray(values, dtype=float)
-    return -10 * np.log10(1 - values) if metric == "ms_ssim" else values
+    """Quality on the scale of BD deltas (:func:`licbench.core.quality.bd_quality`): PSNR as it is,
+    MS-SSIM as −10·log10(1 − MS-SSIM) dB, NLPD as 1 − NLPD, the other metrics as they are."""
+    return bd_quality(values, metric)
+
+
+def metric_columns(rd: pd.DataFrame) -> list[str]:
+    """The metrics whose deltas a leaderboard of ``rd`` has: the default ones, pooled PSNR, then the
+    other configured metrics, in rd.csv's order."""
+    present = [column for column in rd.columns if column in REGISTRY]
+    return [m for m in present if m in METRICS] + [POOLED] + [m for m in present if m not in METRICS]
+
+
+def has_quality_delta(metric: str) -> bool:
+    """Whether ``metric`` gets a BD-quality column beside its BD-rate (the default metrics do)."""
+    return metric in METRICS
 
 
 def envelope(rates, values) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +102,8 @@ def bd(anchor: pd.DataFrame, test: pd.DataFrame, metric: str) -> tuple[float, fl
     two curves with a ``bpp`` column and a ``metric`` column."""
     qa, qt = quality(anchor[metric], metric), quality(test[metric], metric)
     if not (np.isfinite(qa).any() and np.isfinite(qt).any()):
-        return math.nan, math.nan, f"no {LABELS[metric]} values (MS-SSIM needs images ≥ 161 px)"
+        small = REGISTRY[metric].too_small if metric in REGISTRY and REGISTRY[metric].min_side > 1 else ""
+        return math.nan, math.nan, f"no {LABELS[metric]} values" + (f" ({small})" if small else "")
     (ra, qa), (rt, qt) = envelope(anchor.bpp, qa), envelope(test.bpp, qt)
     if len(ra) < 2 or len(rt) < 2:
         return math.nan, math.nan, "needs ≥ 2 rate points"
@@ -135,12 +155,12 @@ def _resampled(side: pd.DataFrame, images: list[str], metric: str):
     return lambda idx: envelope(bpp[:, idx].mean(1), quality(values[:, idx].mean(1), metric))
 
 
-def interval(anchor: pd.DataFrame, test: pd.DataFrame, metric: str,
+def interval(anchor: pd.DataFrame, test: pd.DataFrame, metric,
              bootstrap: dict | None) -> tuple[float, float, str]:
     """(low, high, why not) of the bootstrap confidence interval of the BD-rate of ``test`` against
-    ``anchor`` over images: ``scipy.stats.bootstrap`` with ``bootstrap``'s ``n_resamples``,
-    ``confidence_level``, ``method`` and a generator seeded with its ``seed``, so a table is
-    reproducible. Each side is a measured codec's per-image rows or a published curve
+    ``anchor`` over images (``metric`` a list: of the mean of their BD-rates): ``scipy.stats.bootstrap``
+    with ``bootstrap``'s ``n_resamples``, ``confidence_level``, ``method`` and a generator seeded with its
+    ``seed``, so a table is reproducible. Each side is a measured codec's per-image rows or a published curve
     (:func:`_resampled`); the images are those every measured side has at each of its rate points.
     NaN without a measured side, with ``n_resamples`` 0 or without ≥ 2 such images (no reason: the
     footnote says so for the whole table), and, with the reason, when some resample has no BD-rate."""
@@ -151,11 +171,15 @@ def interval(anchor: pd.DataFrame, test: pd.DataFrame, metric: str,
     images = sorted(set.intersection(*(set(count.index[count == points]) for count, points in counts)))
     if len(images) < 2:
         return math.nan, math.nan, ""
-    curves = [_resampled(side, images, metric) for side in (anchor, test)]
+    names = list(metric) if isinstance(metric, (list, tuple)) else [metric]
+    curves = [[_resampled(side, images, name) for name in names] for side in (anchor, test)]
 
     def statistic(idx):
-        (ra, qa), (rt, qt) = curves[0](idx), curves[1](idx)
-        return _bd_rate(ra, qa, rt, qt) if len(ra) > 1 and len(rt) > 1 else math.nan
+        rates = []
+        for anchor_curve, test_curve in zip(*curves):
+            (ra, qa), (rt, qt) = anchor_curve(idx), test_curve(idx)
+            rates.append(_bd_rate(ra, qa, rt, qt) if len(ra) > 1 and len(rt) > 1 else math.nan)
+        return float(np.mean(rates))
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a degenerate distribution (identical images) is a zero-width interval
@@ -207,9 +231,35 @@ def bd_columns(row: dict, label: str, anchor, test, metric: str, bootstrap: dict
         why = "; ".join(filter(None, [why, no_interval]))
     key = f"BD-rate {label} ({LABELS[metric]}) %"
     row[key], row[f"{key} CI low"], row[f"{key} CI high"] = rate, low, high
-    if metric != POOLED:
+    if has_quality_delta(metric):
         row[f"BD-{LABELS[metric]} {label} dB"] = gain
+    elif metric != POOLED and not math.isnan(rate):
+        why = "; ".join(part for part in why.split("; ") if "for a BD-quality" not in part)  # it has no column
     return why
+
+
+def blank(row: dict, anchor: str, metric: str) -> None:
+    """The BD columns of ``metric`` against ``anchor``, empty."""
+    key = f"BD-rate vs {anchor} ({LABELS[metric]}) %"
+    row.update({key: math.nan, f"{key} CI low": math.nan, f"{key} CI high": math.nan})
+    if has_quality_delta(metric):
+        row[f"BD-{LABELS[metric]} vs {anchor} dB"] = math.nan
+
+
+def average_columns(row: dict, anchor: str, anchor_sides: dict, tests: dict, bootstrap: dict | None) -> str:
+    """JPEG AI's average of ``row``'s BD-rates against ``anchor`` (:data:`JPEG_AI_AVERAGE`) with its
+    bootstrap interval (the seven resampled together); returns why it is blank."""
+    key = f"BD-rate vs {anchor} ({AVERAGE_LABEL}) %"
+    rates = {name: row.get(f"BD-rate vs {anchor} ({LABELS[name]}) %", math.nan) for name in JPEG_AI_AVERAGE}
+    row[key] = row[f"{key} CI low"] = row[f"{key} CI high"] = math.nan
+    missing = [LABELS[name] for name, rate in rates.items() if math.isnan(rate)]
+    if missing:
+        return f"vs {anchor} ({AVERAGE_LABEL}): no {', '.join(missing)} BD-rate"
+    row[key] = float(np.mean(list(rates.values())))
+    first = JPEG_AI_AVERAGE[0]  # a codec's per-image rows carry every metric
+    low, high, why = interval(anchor_sides[first][1], tests[first][1], JPEG_AI_AVERAGE, bootstrap)
+    row[f"{key} CI low"], row[f"{key} CI high"] = low, high
+    return f"vs {anchor} ({AVERAGE_LABEL}): {why}" if why else ""
 
 
 def anchor_columns(tests: dict[str, tuple], measured: dict[str, dict[str, tuple]], anchors: list[str],
@@ -219,29 +269,35 @@ def anchor_columns(tests: dict[str, tuple], measured: dict[str, dict[str, tuple]
     curve lacks; ``measured``: the same of every measured codec (:func:`measured_curves`); ``itself``:
     the tested codec, blank against itself."""
     row, notes = {}, set()
+    average = all(tests.get(name) is not None for name in JPEG_AI_AVERAGE)
     for anchor in anchors:
         for metric, test in tests.items():
             anchor_side = measured[metric].get(anchor)
             if test is None:
                 notes.add(f"publishes no {LABELS[metric]}")
             if anchor == itself or anchor_side is None or test is None:
-                key = f"BD-rate vs {anchor} ({LABELS[metric]}) %"
-                row.update({key: math.nan, f"{key} CI low": math.nan, f"{key} CI high": math.nan})
-                if metric != POOLED:
-                    row[f"BD-{LABELS[metric]} vs {anchor} dB"] = math.nan
+                blank(row, anchor, metric)
                 continue
             why = bd_columns(row, f"vs {anchor}", anchor_side, test, metric, bootstrap)
             notes.add(f"vs {anchor} ({LABELS[metric]}): {why}" if why.startswith(("curves", "no interval:")) else why)
+        if average:
+            key = f"BD-rate vs {anchor} ({AVERAGE_LABEL}) %"
+            if anchor == itself or any(measured[name].get(anchor) is None for name in JPEG_AI_AVERAGE):
+                row[key] = row[f"{key} CI low"] = row[f"{key} CI high"] = math.nan
+                continue
+            anchor_sides = {name: measured[name][anchor] for name in JPEG_AI_AVERAGE}
+            notes.add(average_columns(row, anchor, anchor_sides, tests, bootstrap))
     return row, notes
 
 
 def measured_curves(rd: pd.DataFrame, per_image: pd.DataFrame) -> dict[str, dict[str, tuple]]:
-    """For each metric (pooled PSNR included), each codec's (curve, per-image rows)."""
+    """For each metric of rd.csv (:func:`metric_columns`, pooled PSNR included), each codec's (curve,
+    per-image rows)."""
     table = pooled(per_image)
     rows = {codec: group for codec, group in per_image.groupby("codec", sort=False)}
     return {metric: {codec: (curve, rows.get(codec, curve))
                      for codec, curve in (table if metric == POOLED else rd).groupby("codec", sort=False)}
-            for metric in [*METRICS, POOLED]}
+            for metric in metric_columns(rd)}
 
 
 def leaderboard(rd: pd.DataFrame, per_image: pd.DataFrame, facts: dict[str, dict], anchors: list[str],

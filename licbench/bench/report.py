@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from licbench.bench import leaderboard, papers, shards  # noqa: E402
 from licbench.bench.references import Reference, load_references, paper_curve  # noqa: E402
 from licbench.bench.timing import overload_warning  # noqa: E402
-from licbench.core import zoo  # noqa: E402
+from licbench.core import quality, zoo  # noqa: E402
 from licbench.core.atomic import write_atomic  # noqa: E402
 from licbench.core.codec import CodecError  # noqa: E402
 from licbench.core.provenance import git_revision, hydra_command  # noqa: E402
@@ -158,8 +158,14 @@ def summary(rd: pd.DataFrame, dataset: str, command: str, revision: str, notes: 
         estimate = "" if math.isnan(row.bpp_estimate) else f"{row.bpp_estimate:.4f}"
         lines.append(f"| {row.codec} | {row.rate} | {row.images} | {row.bpp:.4f} | {estimate} | {row.psnr:.2f} "
                      f"| {row.ms_ssim:.4f} | {vs} | {row.enc_s:.3f} | {row.dec_s:.3f} |")
-    if rd.ms_ssim.isna().any():
-        lines += ["", "MS-SSIM is NaN where an image's shorter side is under 161 pixels: too small for 5 scales."]
+    names = quality.columns(rd.columns)
+    extra = [name for name in names if name not in leaderboard.METRICS]
+    if extra:
+        lines += ["", f"Also measured (means in rd.csv, per image in per_image.csv): "
+                  f"{', '.join(quality.REGISTRY[name].label for name in extra)}."]
+    small = [quality.REGISTRY[name] for name in names if rd[name].isna().any() and quality.REGISTRY[name].min_side > 1]
+    if small:
+        lines += ["", "NaN where an image is too small: " + "; ".join(m.too_small for m in small) + "."]
     if checkpoints:
         lines += ["", "## Checkpoints of the learned codecs", "",
                   "| codec | rate | model id | steps | train s | budget | warm start | training command |",
@@ -177,9 +183,9 @@ def compressai_json(rd: pd.DataFrame, codec: str, description: str, dataset: str
     """A codec's curve in CompressAI's results schema, with the ``dataset`` key a reference may carry
     (so a run's curve can be another run's reference)."""
     curve = rd[rd.codec == codec].sort_values("bpp")
+    measured = {quality.REGISTRY[name].key: curve[name].tolist() for name in quality.columns(curve.columns)}
     return {"name": codec, "description": description, "dataset": dataset,
-            "results": {"bpp": curve.bpp.tolist(), "psnr-rgb": curve.psnr.tolist(),
-                        "ms-ssim-rgb": curve.ms_ssim.tolist(), "encoding_time": curve.enc_s.tolist(),
+            "results": {"bpp": curve.bpp.tolist(), **measured, "encoding_time": curve.enc_s.tolist(),
                         "decoding_time": curve.dec_s.tolist()}}
 
 
@@ -231,12 +237,41 @@ class Section:
     items: list[str] = field(default_factory=list)
 
 
-def sections(table: pd.DataFrame, published: pd.DataFrame, both: pd.DataFrame) -> list[Section]:
-    """The measured rows (against the anchors; beside their papers; size and cost), the published
-    curves in a section of their own, and the two PSNR aggregations."""
-    bd = [c for c in table.columns if c.startswith("BD-") and "its paper" not in c]
+def per_metric(table: pd.DataFrame, anchor: str) -> pd.DataFrame | None:
+    """The BD-rates against ``anchor`` of every metric but the default ones, JPEG AI's average first,
+    columns named ``BD-rate (METRIC) %``; None when there are none."""
+    prefix = f"BD-rate vs {anchor} ("
+    default = {leaderboard.LABELS[m] for m in (*leaderboard.METRICS, leaderboard.POOLED)}
+    keys = [c for c in table.columns if c.startswith(prefix) and c.endswith(") %")
+            and c[len(prefix):-3] not in default]
+    if not keys:
+        return None
+    keys.sort(key=lambda c: c[len(prefix):-3] != quality.AVERAGE_LABEL)  # stable: the average first
+    columns = {}
+    for key in keys:
+        label = f"BD-rate ({key[len(prefix):-3]}) %"
+        columns.update({key: label, f"{key} CI low": f"{label} CI low", f"{key} CI high": f"{label} CI high"})
+    return table[["codec", *columns]].rename(columns=columns)
+
+
+def sections(table: pd.DataFrame, published: pd.DataFrame, both: pd.DataFrame,
+             anchors: list[str] = ()) -> list[Section]:
+    """The measured rows (against the anchors in the default metrics; in every other configured metric,
+    one section per anchor; beside their papers; size and cost), the published curves in a section of
+    their own, and the two PSNR aggregations."""
+    default = tuple(f"({leaderboard.LABELS[m]}) %" for m in (*leaderboard.METRICS, leaderboard.POOLED))
+    bd = [c for c in table.columns if c.startswith("BD-") and "its paper" not in c
+          and (not c.startswith("BD-rate ") or c.replace(" CI low", "").replace(" CI high", "").endswith(default))]
     cost = ["enc ms/MP", "dec ms/MP", "timed by", "params", "kMAC/px enc", "kMAC/px dec", "training", "data"]
     parts = [Section("Measured, against the anchors", table[["codec", "points", "bpp range", *bd, "notes"]])]
+    averaged = ", ".join(leaderboard.LABELS[m] + (" (as 1 − NLPD)" if m == "nlpd" else "")
+                         for m in quality.JPEG_AI_AVERAGE)
+    for anchor in anchors:
+        metrics = per_metric(table, anchor)
+        if metrics is not None:
+            items = [f"{quality.AVERAGE_LABEL}: the mean of the BD-rates in {averaged} (JPEG AI's headline figure)"]
+            parts.append(Section(f"Measured, against {anchor} in every configured metric (BD-rate %)",
+                                 metrics, items if f"BD-rate ({quality.AVERAGE_LABEL}) %" in metrics else []))
     gap = [c for c in table.columns if c == "paper" or "its paper" in c or c in (papers.GAP, "paper notes")]
     claims = [f"{row.codec}: {row.claim}" for row in table.itertuples() if isinstance(getattr(row, "claim", None), str)]
     if gap or claims:
@@ -349,7 +384,8 @@ def write_leaderboard(results: Results, out_dir: Path, compare: Comparisons,
              "rd_msssim": plot_rd(rd, "ms_ssim", out_dir / "rd_msssim.png", results.dataset, compare),
              "md": out_dir / "leaderboard.md", "html": out_dir / "leaderboard.html",
              "csv": out_dir / "leaderboard.csv", "aggregations": out_dir / "aggregations.csv"}
-    title, parts, note = f"Leaderboard: {out_dir.name}", sections(table, published, both), footnote(compare, images)
+    title, note = f"Leaderboard: {out_dir.name}", footnote(compare, images)
+    parts = sections(table, published, both, anchors)
     write_atomic(paths["md"], markdown(title, provenance, parts, note))
     write_atomic(paths["html"], html_page(title, provenance, parts, note, out_dir, results.crops))
     write_atomic(paths["csv"], table.to_csv(index=False))

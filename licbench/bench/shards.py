@@ -16,11 +16,13 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from licbench.core import quality
 from licbench.core.codec import CodecError
 
-#: The per-image columns that a shard measured from the bytes and the pixels; the times are not among
-#: them (two shards that timed the same row differently measured the same thing).
-MEASURED = ["bytes", "bpp", "psnr", "ms_ssim"]
+#: The per-image columns that a shard measured from the bytes and the pixels, besides its metrics
+#: (:func:`licbench.core.quality.columns`); the times are not among them (two shards that timed the same
+#: row differently measured the same thing).
+MEASURED = ["bytes", "bpp"]
 
 
 def parse(spec: str | None) -> tuple[int, int] | None:
@@ -86,7 +88,8 @@ def merged_rows(sweep: Path, folders: list[Path], file: str) -> pd.DataFrame:
     keys = ["codec", "rate", "image"]
     if file == "per_image.csv":
         twice = rows[rows.duplicated(keys, keep=False)]
-        conflicts = twice.groupby(keys).filter(lambda group: len(group[MEASURED].drop_duplicates()) > 1)
+        measured = MEASURED + quality.columns(rows.columns)
+        conflicts = twice.groupby(keys).filter(lambda group: len(group[measured].drop_duplicates()) > 1)
         if len(conflicts):
             first = conflicts.groupby(keys)._shard.apply(lambda s: " and ".join(sorted(s))).head(3)
             raise CodecError(f"shards of {sweep} measured the same rows differently: "
@@ -115,13 +118,13 @@ def write_merge(sweep: Path, command: str, revision: str, anchor: str) -> None:
     """The merged shards' tables, JSON, summary and codec index in ``sweep``, as a single benchmark
     writes them (the leaderboard follows in ``licbench report``)."""
     from licbench.bench import report
-    from licbench.bench.benchmark import COLUMNS, FAILURE_COLUMNS, aggregate
+    from licbench.bench.benchmark import FAILURE_COLUMNS, aggregate, columns
 
     per_image, failures, facts, dataset, commands = merge(sweep)
     if per_image.empty:
         raise CodecError(f"the shards of {sweep} hold no rows")
     order = {codec: i for i, codec in enumerate(dict.fromkeys(per_image.codec))}
-    per_image = per_image.reindex(columns=COLUMNS).sort_values(
+    per_image = per_image.reindex(columns=columns(quality.columns(per_image.columns))).sort_values(
         ["codec", "rate", "image"], key=lambda c: c.map(order) if c.name == "codec" else c, kind="stable")
     failures = failures.reindex(columns=FAILURE_COLUMNS)
     notes = [f"merged from {len(commands)} shards: " + " | ".join(c.replace("\n", " ") for c in commands)]

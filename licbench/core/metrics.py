@@ -1,4 +1,4 @@
-"""Image-quality and rate metrics, following CompressAI's evaluation conventions.
+"""Image-quality and rate metrics on float images, following CompressAI's evaluation conventions.
 
 - PSNR over RGB: both images rounded to uint8, MSE pooled over the three channels,
   ``10 log10(255^2 / MSE)``.
@@ -6,15 +6,17 @@
   Five scales need the shorter side to exceed 160 pixels; smaller images get NaN (see
   :data:`MS_SSIM_MIN_SIDE`) instead of an error.
 - bpp: ``8 * bytes / (H * W)`` of the real bitstream, headers included.
+
+Both are metrics of :mod:`licbench.core.quality`, the registry of every metric the benchmark can
+measure (``metrics=``), here on ``[3, H, W]`` float tensors in [0, 1] (:func:`to_uint8` first).
 """
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import torch
-from pytorch_msssim import ms_ssim as _ms_ssim
 
-MS_SSIM_MIN_SIDE = 161  # pytorch_msssim: smaller side must be > (win_size - 1) * 2**4 = 160
+from licbench.core import quality
+from licbench.core.quality import MS_SSIM_MIN_SIDE  # noqa: F401  (re-exported)
 
 
 def to_uint8_levels(x: torch.Tensor) -> torch.Tensor:
@@ -22,22 +24,28 @@ def to_uint8_levels(x: torch.Tensor) -> torch.Tensor:
     return (x.detach().double().clamp(0, 1) * 255).round()
 
 
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """A ``[3, H, W]`` float image in [0, 1] as the ``uint8 [H, W, 3]`` array the metrics take."""
+    return to_uint8_levels(x).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
+
+
+def pair(x: torch.Tensor, x_hat: torch.Tensor) -> quality.Pair:
+    return quality.Pair(to_uint8(x), to_uint8(x_hat))
+
+
 def psnr(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     """RGB PSNR in dB of two [3, H, W] images in [0, 1]; inf for identical images."""
-    mse = (to_uint8_levels(x) - to_uint8_levels(x_hat)).pow(2).mean().item()
-    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
+    return quality.REGISTRY["psnr"](pair(x, x_hat))
 
 
 def ms_ssim(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     """MS-SSIM of two [3, H, W] images in [0, 1]; NaN when the image is too small for 5 scales."""
-    if min(x.shape[-2:]) < MS_SSIM_MIN_SIDE:
-        return math.nan
-    # [1, H, W, 3] memory seen as [1, 3, H, W]: pytorch_msssim's depthwise Gaussian convolutions run
-    # ~3x faster on CPU than on NCHW memory (and ~2x faster than .contiguous(channels_last), whose
-    # batch stride of 3 the convolution does not recognise); see python -m licbench.tools.suite_speed
-    a, b = (to_uint8_levels(t).float().permute(1, 2, 0).contiguous().unsqueeze(0).permute(0, 3, 1, 2)
-            for t in (x, x_hat))
-    return _ms_ssim(a, b, data_range=255).item()
+    return quality.REGISTRY["ms_ssim"](pair(x, x_hat))
+
+
+def evaluate(names, x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, float]:
+    """The metrics ``names`` (:func:`licbench.core.quality.resolve`) of two [3, H, W] images in [0, 1]."""
+    return quality.evaluate(names, to_uint8(x), to_uint8(x_hat))
 
 
 def bpp(num_bytes: int, height: int, width: int) -> float:
