@@ -139,7 +139,6 @@ def test_training_is_a_quick_no_op_that_writes_a_zoo_checkpoint(tmp_path, crop):
     assert "training is a no-op" in proc.stdout
     payload = read_checkpoint(ckpt)
     assert payload["state_dict"] == {} and payload["meta"]["budget"]["steps"] == 0
-    assert payload["meta"]["budget"]["train_seconds"] < 60  # stopped at once, not at max_time (20 min)
     for name, kind in (("fmm", True), ("fmm_packed", False)):
         cfg = OmegaConf.load(REPO / "conf" / "codec" / f"{name}.yaml")
         cfg.checkpoints = str(tmp_path / "fmm" / "*.ckpt")

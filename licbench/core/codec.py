@@ -12,6 +12,7 @@ points one set of weights offers and picking one of them by label. Baselines, le
 """
 from __future__ import annotations
 
+import abc
 import hashlib
 import math
 
@@ -26,7 +27,7 @@ class UnknownFormat(CodecError):
     """The bytes are not in this decoder's format at all (as opposed to a damaged stream)."""
 
 
-class Codec:
+class Codec(abc.ABC):
     name: str = "codec"  # stable id used in tables: jpeg, jpeg2000, balle2017, ...
     rate: float | int | str  # the rate-point label (JPEG quality, λ, iterations, ...)
     model_id: str | None = None  # a hash of the weights (learned codecs); keys resumed benchmark rows
@@ -54,11 +55,13 @@ class Codec:
         """Old checkpoints' weights under today's parameter names (unchanged by default)."""
         return state_dict
 
+    @abc.abstractmethod
     def encode(self, x: torch.Tensor) -> bytes:
-        raise NotImplementedError
+        """The image ``[3, H, W]`` in [0, 1] as bytes."""
 
+    @abc.abstractmethod
     def decode(self, data: bytes) -> torch.Tensor:
-        raise NotImplementedError
+        """The image ``[3, H, W]`` in [0, 1] that ``data`` codes."""
 
     def estimate_bits(self, x: torch.Tensor) -> float:
         """The codec's own estimate of its payload in bits (an entropy model's); NaN without one."""

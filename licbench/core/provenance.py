@@ -22,7 +22,7 @@ def git_revision() -> str:
 
 def portable(override: str) -> str:
     """An override with no machine path in it: a value that is a folder or file outside the working
-    directory (``data.root=/work/shared/datasets/kodak``) is written as ``$DATA/<its name>``, the
+    directory (``data.root=/data/sets/kodak``) is written as ``$DATA/<its name>``, the
     Makefile's ``DATA`` variable (``data.root=$DATA/kodak``); paths inside the project stay as given."""
     key, sep, value = override.partition("=")
     if not sep or not value or not os.path.exists(value):
