@@ -59,22 +59,20 @@ zoo-balle2017: install  # 30 + 3 x 8 = 54 CPU-minutes
 	    init_from=$(ZOO)/balle2017/balle2017-l0.013.ckpt ckpt_path=$(ZOO)/balle2017/balle2017-l0.0067.ckpt
 	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.0018 cpu_budget=00:00:08:00 $(WARM) \
 	    init_from=$(ZOO)/balle2017/balle2017-l0.0067.ckpt ckpt_path=$(ZOO)/balle2017/balle2017-l0.0018.ckpt
-zoo-wcae: install       # 21 + 3 x 5 = 36 CPU-minutes
-	$(TRAIN) experiment=wcae_cpu model.lmbda=0.00615 cpu_budget=00:00:21:00 ckpt_path=$(ZOO)/wcae/wcae-l0.00615.ckpt
-	$(TRAIN) experiment=wcae_cpu model.lmbda=0.003 cpu_budget=00:00:05:00 $(WARM) \
-	    init_from=$(ZOO)/wcae/wcae-l0.00615.ckpt ckpt_path=$(ZOO)/wcae/wcae-l0.003.ckpt
-	$(TRAIN) experiment=wcae_cpu model.lmbda=0.0125 cpu_budget=00:00:05:00 $(WARM) \
-	    init_from=$(ZOO)/wcae/wcae-l0.00615.ckpt ckpt_path=$(ZOO)/wcae/wcae-l0.0125.ckpt
-	$(TRAIN) experiment=wcae_cpu model.lmbda=0.025 cpu_budget=00:00:05:00 $(WARM) \
-	    init_from=$(ZOO)/wcae/wcae-l0.0125.ckpt ckpt_path=$(ZOO)/wcae/wcae-l0.025.ckpt
-zoo-nowcae: install     # 21 + 3 x 5 = 36 CPU-minutes
-	$(TRAIN) experiment=nowcae_cpu model.lmbda=0.00615 cpu_budget=00:00:21:00 ckpt_path=$(ZOO)/nowcae/nowcae-l0.00615.ckpt
-	$(TRAIN) experiment=nowcae_cpu model.lmbda=0.003 cpu_budget=00:00:05:00 $(WARM) \
-	    init_from=$(ZOO)/nowcae/nowcae-l0.00615.ckpt ckpt_path=$(ZOO)/nowcae/nowcae-l0.003.ckpt
-	$(TRAIN) experiment=nowcae_cpu model.lmbda=0.0125 cpu_budget=00:00:05:00 $(WARM) \
-	    init_from=$(ZOO)/nowcae/nowcae-l0.00615.ckpt ckpt_path=$(ZOO)/nowcae/nowcae-l0.0125.ckpt
-	$(TRAIN) experiment=nowcae_cpu model.lmbda=0.025 cpu_budget=00:00:05:00 $(WARM) \
-	    init_from=$(ZOO)/nowcae/nowcae-l0.0125.ckpt ckpt_path=$(ZOO)/nowcae/nowcae-l0.025.ckpt
+# WCAE and its ablation NoWCAE share one recipe: 21 + 3 x 5 = 36 CPU-minutes each.
+define CAE_CURVE
+$(TRAIN) experiment=$(1)_cpu model.lmbda=0.00615 cpu_budget=00:00:21:00 ckpt_path=$(ZOO)/$(1)/$(1)-l0.00615.ckpt
+$(TRAIN) experiment=$(1)_cpu model.lmbda=0.003 cpu_budget=00:00:05:00 $(WARM) \
+    init_from=$(ZOO)/$(1)/$(1)-l0.00615.ckpt ckpt_path=$(ZOO)/$(1)/$(1)-l0.003.ckpt
+$(TRAIN) experiment=$(1)_cpu model.lmbda=0.0125 cpu_budget=00:00:05:00 $(WARM) \
+    init_from=$(ZOO)/$(1)/$(1)-l0.00615.ckpt ckpt_path=$(ZOO)/$(1)/$(1)-l0.0125.ckpt
+$(TRAIN) experiment=$(1)_cpu model.lmbda=0.025 cpu_budget=00:00:05:00 $(WARM) \
+    init_from=$(ZOO)/$(1)/$(1)-l0.0125.ckpt ckpt_path=$(ZOO)/$(1)/$(1)-l0.025.ckpt
+endef
+zoo-wcae: install
+	$(call CAE_CURVE,wcae)
+zoo-nowcae: install
+	$(call CAE_CURVE,nowcae)
 
 THEIS  = $(TRAIN) experiment=theis2017_cpu cpu_budget=00:00:03:00 model.fine_tune_scales=true model.lr=3.0e-3 \
 	model.warmup_steps=0 init_from=$(ZOO)/theis2017/theis2017-l0.01.ckpt
