@@ -104,16 +104,21 @@ def test_the_interval_of_a_bd_rate_resamples_images_reproducibly():
     assert not math.isnan(leaderboard.interval(published, test, "psnr", BOOTSTRAP)[0])
 
 
+def write_bench_dir(directory, rd):
+    """``rd.csv`` and a one-image ``per_image.csv`` of 1 MP rows from the curves ``rd``, in ``directory``."""
+    rd = rd.assign(images=1, enc_s=0.01, dec_s=0.02, bpp_estimate=math.nan)
+    rd.to_csv(directory / "rd.csv", index=False)
+    rd.assign(image="a", height=1000, width=1000, bytes=rd.bpp * 1e6 / 8).to_csv(directory / "per_image.csv",
+                                                                                 index=False)
+    return directory
+
+
 @pytest.fixture
 def bench_dir(tmp_path):
     """A benchmark directory with just its two tables: jpeg, jpeg2000 and two curves half and 1.5 × jpeg's rate."""
     rd = pd.concat([curve("jpeg", RATES, ANCHOR_PSNR), curve("jpeg2000", RATES, ANCHOR_PSNR + 2),
                     curve("better", 0.5 * RATES, ANCHOR_PSNR), curve("worse", 1.5 * RATES, ANCHOR_PSNR)])
-    rd = rd.assign(images=1, enc_s=0.01, dec_s=0.02, bpp_estimate=math.nan)
-    rd.to_csv(tmp_path / "rd.csv", index=False)
-    rows = rd.assign(image="a", height=1000, width=1000, bytes=rd.bpp * 1e6 / 8)
-    rows.to_csv(tmp_path / "per_image.csv", index=False)
-    return tmp_path
+    return write_bench_dir(tmp_path, rd)
 
 
 def test_report_builds_a_sorted_leaderboard_from_a_benchmark_directory(bench_dir):
@@ -219,11 +224,7 @@ def ctc_dir(tmp_path):
     """A metrics=ctc benchmark directory: jpeg, a curve at 0.8 × its rates in every metric, one also lower in VMAF."""
     rd = pd.concat([ctc_curve("jpeg", RATES), ctc_curve("better", 0.8 * RATES),
                     ctc_curve("mixed", 0.8 * RATES, shift=5.0)])
-    rd = rd.assign(images=1, enc_s=0.01, dec_s=0.02, bpp_estimate=math.nan)
-    rd.to_csv(tmp_path / "rd.csv", index=False)
-    rows = rd.assign(image="a", height=1000, width=1000, bytes=rd.bpp * 1e6 / 8)
-    rows.to_csv(tmp_path / "per_image.csv", index=False)
-    return tmp_path
+    return write_bench_dir(tmp_path, rd)
 
 
 def test_every_configured_metric_gets_a_bd_rate_and_jpeg_ai_gets_its_average(ctc_dir):
