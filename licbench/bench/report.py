@@ -416,9 +416,10 @@ def run_report(cfg: DictConfig) -> dict[str, Path]:
     A directory from before the index was ``codecs.yaml`` gets its ``codecs.json`` renamed (with
     ``dataset=``, when given, recorded)."""
     in_dir = Path(cfg.in_dir)
-    made_by = command_text(hydra_command("report"), git_revision())
+    command, revision = hydra_command("report"), git_revision()
+    made_by = command_text(command, revision)
     if shards.shard_dirs(in_dir):  # a sweep of benchmark shards: merged into in_dir first
-        shards.write_merge(in_dir, hydra_command("report"), git_revision(), leaderboard.check_anchors(cfg.anchors)[0])
+        shards.write_merge(in_dir, command, revision, leaderboard.check_anchors(cfg.anchors)[0])
     results = read(in_dir)
     if cfg.get("dataset") and results.dataset and cfg.dataset != results.dataset:
         raise CodecError(f"{in_dir} is a benchmark on {results.dataset}, not dataset={cfg.dataset}")
