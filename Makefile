@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/datasets
 
-.PHONY: install openjpeg ffmpeg benchmark lint test zoo zoo-balle2017 zoo-wcae zoo-nowcae zoo-theis2017 leaderboard kodak-main kodak-supplement kodak-toderici kodak kodak-report speed clean
+.PHONY: install openjpeg ffmpeg benchmark lint test zoo zoo-balle2017 zoo-balle2018 zoo-minnen2018 zoo-wcae zoo-nowcae zoo-theis2017 leaderboard kodak-main kodak-supplement kodak-toderici kodak kodak-report speed clean
 
 install: $(STAMP)
 
@@ -50,15 +50,23 @@ test: install lint
 ZOO   ?= results/zoo
 TRAIN  = $(VENV)/bin/licbench train data.root=$(DATA)/bsds500 logger=none threads=1 skip_existing=true
 WARM   = model.lr=3.0e-4 model.warmup_steps=0
-zoo: zoo-balle2017 zoo-wcae zoo-nowcae zoo-theis2017
-zoo-balle2017: install  # 30 + 3 x 8 = 54 CPU-minutes
-	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.013 cpu_budget=00:00:30:00 ckpt_path=$(ZOO)/balle2017/balle2017-l0.013.ckpt
-	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.025 cpu_budget=00:00:08:00 $(WARM) \
-	    init_from=$(ZOO)/balle2017/balle2017-l0.013.ckpt ckpt_path=$(ZOO)/balle2017/balle2017-l0.025.ckpt
-	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.0067 cpu_budget=00:00:08:00 $(WARM) \
-	    init_from=$(ZOO)/balle2017/balle2017-l0.013.ckpt ckpt_path=$(ZOO)/balle2017/balle2017-l0.0067.ckpt
-	$(TRAIN) experiment=balle2017_cpu model.lmbda=0.0018 cpu_budget=00:00:08:00 $(WARM) \
-	    init_from=$(ZOO)/balle2017/balle2017-l0.0067.ckpt ckpt_path=$(ZOO)/balle2017/balle2017-l0.0018.ckpt
+zoo: zoo-balle2017 zoo-wcae zoo-nowcae zoo-theis2017 zoo-balle2018 zoo-minnen2018
+# Ballé 2017 and the hyperprior anchors (Ballé 2018, Minnen 2018) share one ladder: 30 + 3 x 8 = 54 CPU-minutes.
+define LAMBDA_CURVE
+$(TRAIN) experiment=$(1)_cpu model.lmbda=0.013 cpu_budget=00:00:30:00 ckpt_path=$(ZOO)/$(1)/$(1)-l0.013.ckpt
+$(TRAIN) experiment=$(1)_cpu model.lmbda=0.025 cpu_budget=00:00:08:00 $(WARM) \
+    init_from=$(ZOO)/$(1)/$(1)-l0.013.ckpt ckpt_path=$(ZOO)/$(1)/$(1)-l0.025.ckpt
+$(TRAIN) experiment=$(1)_cpu model.lmbda=0.0067 cpu_budget=00:00:08:00 $(WARM) \
+    init_from=$(ZOO)/$(1)/$(1)-l0.013.ckpt ckpt_path=$(ZOO)/$(1)/$(1)-l0.0067.ckpt
+$(TRAIN) experiment=$(1)_cpu model.lmbda=0.0018 cpu_budget=00:00:08:00 $(WARM) \
+    init_from=$(ZOO)/$(1)/$(1)-l0.0067.ckpt ckpt_path=$(ZOO)/$(1)/$(1)-l0.0018.ckpt
+endef
+zoo-balle2017: install
+	$(call LAMBDA_CURVE,balle2017)
+zoo-balle2018: install
+	$(call LAMBDA_CURVE,balle2018)
+zoo-minnen2018: install
+	$(call LAMBDA_CURVE,minnen2018)
 # WCAE and its ablation NoWCAE share one recipe: 21 + 3 x 5 = 36 CPU-minutes each.
 define CAE_CURVE
 $(TRAIN) experiment=$(1)_cpu model.lmbda=0.00615 cpu_budget=00:00:21:00 ckpt_path=$(ZOO)/$(1)/$(1)-l0.00615.ckpt
