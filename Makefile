@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/datasets
 
-.PHONY: install openjpeg ffmpeg benchmark lint test zoo zoo-balle2017 zoo-balle2018 zoo-minnen2018 zoo-wcae zoo-nowcae zoo-theis2017 leaderboard kodak-main kodak-supplement kodak-toderici kodak kodak-report speed clean
+.PHONY: install openjpeg ffmpeg chromium benchmark lint test zoo zoo-balle2017 zoo-balle2018 zoo-minnen2018 zoo-wcae zoo-nowcae zoo-theis2017 leaderboard kodak-main kodak-supplement kodak-toderici kodak kodak-report speed clean
 
 install: $(STAMP)
 
@@ -16,21 +16,28 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps pyiqa==0.1.16 'huggingface_hub>=0.20,<1'  # NLPD; its declared deps would replace numpy/torch
 	$(MAKE) --no-print-directory openjpeg
 	$(MAKE) --no-print-directory ffmpeg
+	$(MAKE) --no-print-directory chromium
 	touch $(STAMP)
+
+# Debian packages, installed where we can (root with apt-get), else a note on what needs them.
+define APT
+if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+  apt-get install -y -q $(1) >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $(1) >/dev/null; }; \
+else echo "NOTE: $(2): sudo apt-get install $(1)"; fi
+endef
 
 # glymur needs a system OpenJPEG (>= 2.4); Debian's libopenjp2-7 when we can install it.
 openjpeg:
 	@$(PY) -c "import glymur, sys; sys.exit(glymur.version.openjpeg_version_tuple[:2] < (2, 4))" 2>/dev/null \
-	|| { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	       apt-get install -y -q libopenjp2-7 >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q libopenjp2-7 >/dev/null; }; \
-	     else echo "NOTE: JPEG 2000 needs OpenJPEG: sudo apt-get install libopenjp2-7 (or a glymurrc file)"; fi; }
+	|| { $(call APT,libopenjp2-7,JPEG 2000 needs OpenJPEG (or a glymurrc file)); }
 
 # HEVC intra (x265) runs Debian's ffmpeg; it must list the libx265 encoder.
 ffmpeg:
-	@ffmpeg -hide_banner -encoders 2>/dev/null | grep -q libx265 \
-	|| { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	       apt-get install -y -q ffmpeg >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q ffmpeg >/dev/null; }; \
-	     else echo "NOTE: HEVC intra needs ffmpeg with libx265: sudo apt-get install ffmpeg"; fi; }
+	@ffmpeg -hide_banner -encoders 2>/dev/null | grep -q libx265 || { $(call APT,ffmpeg,HEVC intra needs ffmpeg with libx265); }
+
+# The leaderboard page's browser test (tests/test_report_browser.py) drives Debian's Chromium with Playwright.
+chromium:
+	@command -v chromium >/dev/null || { $(call APT,chromium,the browser test needs Chromium); }
 
 # The main job on the embedded default data (scikit-image's photos), with the committed zoo.
 benchmark: install

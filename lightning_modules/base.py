@@ -11,10 +11,14 @@
   — so a run cut by ``trainer.max_time`` still ends at a low learning rate.
 - ``encode``/``decode``: replicate padding to the model's stride, the subclass's
   ``compress``/``decompress`` to sections of the licbench container, crop after decoding.
-  Decoding runs on ``decode_threads`` CPU threads whatever the caller's count (:func:`fixed_threads`),
-  so that the pixels depend on the stream and the weights alone, not on the decoder's thread count.
+  Coding runs in :class:`ThreadInvariantConvolutions` and on one memory layout (contiguous), so that
+  the bytes and the pixels depend on the image, the stream and the weights alone, not on the thread
+  count or on how the caller's tensor is laid out.
   The container's model id is a hash of the weights, so a stream never decodes silently
   with other weights.
+- ``decoder_bytes``: the size of what a receiver must hold, the parameters and buffers decoding reads
+  (the synthesis transform, a hyperprior's synthesis, the entropy models' CDF tables), found by watching
+  a decode; a method whose decoder reads weights out of torch's sight overrides it.
 
 A method subclasses :class:`LearnedCodec` and implements ``forward(x)`` -> ``{"x_hat",
 "likelihoods": {name: tensor}}`` (noisy in training), ``compress(x)`` -> container sections
@@ -39,6 +43,8 @@ import torch.nn.functional as F
 from compressai.entropy_models import EntropyModel
 from compressai.models import CompressionModel
 from pytorch_lightning.callbacks import Timer
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
 
 from licbench.core.bitstream import Container
 from licbench.core.codec import Codec, CodecError, check_image, weights_id
@@ -47,23 +53,42 @@ from licbench.lightning_modules.entropy import BitContextModel
 
 
 @contextmanager
-def fixed_threads(count: int):
-    """torch's CPU intra-op thread count set to ``count`` for the block, restored after."""
+def fixed_threads(count: int | None):
+    """torch's CPU intra-op thread count set to ``count`` for the block (None: left as it is), restored after."""
     before = torch.get_num_threads()
-    torch.set_num_threads(count)
+    torch.set_num_threads(count or before)
     try:
         yield
     finally:
         torch.set_num_threads(before)
 
 
+class ThreadInvariantConvolutions(TorchFunctionMode):
+    """Within the block, 1×1 convolutions run off oneDNN, so that a network's output is the same on any
+    CPU thread count. ATen gives a CPU convolution with a 1×1 kernel on a batch under 16 to oneDNN only
+    when more than one thread is set (its ``use_mkldnn`` heuristic), and the two backends sum in different
+    orders: GDN, a binarizer or an output layer gave other values in the last bit on 2 threads than on 1
+    (Ballé 2017 on kodim01: 8 of 1,179,648 decoded values by 1/255). Off oneDNN they are computed as on one
+    thread; oneDNN's k×k convolutions and transposed convolutions sum alike on any thread count (measured
+    for every codec and Kodak image by ``licbench.tools.determinism``)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is not F.conv2d or tuple(args[1].shape[-2:]) != (1, 1):
+            return func(*args, **kwargs)
+        before = torch.backends.mkldnn.set_flags(_enabled=False, _fp32_precision=None)[0]
+        try:
+            return func(*args, **kwargs)
+        finally:
+            torch.backends.mkldnn.set_flags(_enabled=before, _fp32_precision=None)
+
+
 class LearnedCodec(pl.LightningModule, CompressionModel, Codec):
     name = "learned"
     stride = 1  # total downsampling of the analysis transform: inputs are padded to a multiple
-    #: CPU threads of every decode. oneDNN's convolutions split their sums by the thread count, so the
-    #: same stream decoded with 1 and with 2 threads could differ in the last bit (Ballé 2017 on kodim01:
-    #: 8 of 1,179,648 values by 1/255); at a fixed count a CPU of one kind decodes a stream to one image.
-    decode_threads = 1
+    #: CPU threads of every decode (None: the caller's). With :class:`ThreadInvariantConvolutions` a stream
+    #: decodes to the same pixels on any count; 1 pins decoding as licbench did before (slower on more cores).
+    decode_threads = None
 
     def __init__(self, lmbda: float = 0.013, lr: float = 1e-4, aux_lr: float = 1e-3, lr_min_ratio: float = 1.0,
                  warmup_steps: int = 0, clip_grad_norm: float = 1.0):
@@ -183,15 +208,16 @@ class LearnedCodec(pl.LightningModule, CompressionModel, Codec):
         x = check_image(x).to(self.device)
         height, width = x.shape[1:]
         padded = self._pad(x)
-        with self._eval_mode():
+        with self._eval_mode(), ThreadInvariantConvolutions():
             sections = self.compress(padded, **setting)
         return Container(self.name, height, width, sections, self.model_id).to_bytes()
 
     @torch.no_grad()
-    def estimate_bits(self, x: torch.Tensor, **setting) -> float:
-        """The entropy model's estimate of the payload size in bits (test-time quantization)."""
+    def estimate_bits(self, x: torch.Tensor, data: bytes | None = None, **setting) -> float:
+        """The entropy model's estimate of the payload size in bits (test-time quantization): a forward pass
+        (``data`` unused: a method whose estimate is cheaper from its stream overrides this)."""
         padded = self._pad(check_image(x).to(self.device))
-        with self._eval_mode():
+        with self._eval_mode(), ThreadInvariantConvolutions():
             likelihoods = self(padded, **setting)["likelihoods"].values()
         return sum(-torch.log2(p).sum().item() for p in likelihoods)
 
@@ -204,11 +230,24 @@ class LearnedCodec(pl.LightningModule, CompressionModel, Codec):
             raise CodecError(f"stream was made by model {container.model_id!r}; these weights are {self.model_id!r}")
         height, width = container.height, container.width
         pad = self._padding(height, width)
-        with self._eval_mode(), fixed_threads(self.decode_threads):
+        with self._eval_mode(), fixed_threads(self.decode_threads), ThreadInvariantConvolutions():
             x_hat = self.decompress(container.sections, height + pad[3], width + pad[1])[0, :, :height, :width]
         if not torch.isfinite(x_hat).all():  # clamping would keep NaN
             raise CodecError(f"corrupt {self.name} stream: it decodes to non-finite pixels")
         return x_hat.clamp(0, 1).cpu()
+
+    def decoder_bytes(self, size: int = 64) -> int:
+        """Bytes of the weights a receiver must hold: each parameter and buffer, once, that decoding reads —
+        watched while the stream of a ``size``² noise image, coded at the model's default setting (all of its
+        weights: Toderici's every iteration), decodes a second time (the first fills what a codec caches).
+        Left out is what only encoding or training needs: the analysis transform, and an entropy
+        bottleneck's density network, of which a decoder reads only the CDF tables (which count)."""
+        weights = {id(t): t for t in (*self.parameters(), *self.buffers())}
+        data = self.encode(torch.rand(3, size, size, generator=torch.Generator().manual_seed(0)))
+        self.decode(data)
+        with _Reads(weights) as reads:
+            self.decode(data)
+        return sum(weights[i].numel() * weights[i].element_size() for i in reads.seen)
 
     @contextmanager
     def _eval_mode(self):
@@ -221,13 +260,28 @@ class LearnedCodec(pl.LightningModule, CompressionModel, Codec):
             self.train(was_training)
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        """[3, H, W] -> [1, 3, H', W'] with H', W' multiples of the stride (replicate padding)."""
+        """[3, H, W] -> [1, 3, H', W'] with H', W' multiples of the stride (replicate padding), contiguous:
+        oneDNN sums each memory layout in its own order, and a decoder's tensors are laid out so."""
         padding = self._padding(*x.shape[1:])
-        return F.pad(x[None], padding, mode="replicate") if any(padding) else x[None]
+        return (F.pad(x[None], padding, mode="replicate") if any(padding) else x[None]).contiguous()
 
     def _padding(self, height: int, width: int) -> tuple[int, int, int, int]:
         s = self.stride
         return (0, -width % s, 0, -height % s)
+
+
+class _Reads(TorchFunctionMode):
+    """Within the block, ``seen`` collects the ids of the tensors of ``watched`` (id → tensor) that any torch
+    function or tensor method is given."""
+
+    def __init__(self, watched: dict[int, torch.Tensor]):
+        super().__init__()
+        self.watched, self.seen = watched, set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        self.seen.update(id(a) for a in tree_leaves((args, kwargs)) if id(a) in self.watched)
+        return func(*args, **kwargs)
 
 
 def in_float32(forward, device_type: str):

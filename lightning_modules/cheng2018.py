@@ -108,10 +108,11 @@ class Cheng2018(LearnedCodec):
         self.fit_pca(itertools.islice(self.trainer.train_dataloader, self.hparams.pca_batches))
         super().on_train_end()
 
-    def estimate_bits(self, x: torch.Tensor, precision: int | None = None, components: int | None = None) -> float:
+    def estimate_bits(self, x: torch.Tensor, data: bytes | None = None, precision: int | None = None,
+                      components: int | None = None) -> float:
         """The Gaussian model's code length of the payload plus the exact side information."""
         precision, components = self._setting(precision, components)
-        return super().estimate_bits(x, precision=precision, components=components) + 8 * (2 + components)
+        return super().estimate_bits(x, data, precision=precision, components=components) + 8 * (2 + components)
 
     # --- rate points --------------------------------------------------------------------------
     @property

@@ -181,7 +181,7 @@ class Jiang2017(LearnedCodec):
         return rec_loss
 
     @torch.no_grad()
-    def estimate_bits(self, x: torch.Tensor, **setting) -> float:
+    def estimate_bits(self, x: torch.Tensor, data: bytes | None = None, **setting) -> float:
         """NaN: an inner codec's file size has no model estimate (bpp comes from the bytes)."""
         return math.nan
 

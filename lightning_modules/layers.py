@@ -42,17 +42,53 @@ def haar_idwt(ll: torch.Tensor, details: torch.Tensor) -> torch.Tensor:
     return F.pixel_shuffle(torch.einsum("kj,bcjhw->bckhw", _HAAR.to(ll), bands).flatten(1, 2), 2)
 
 
+def memory_format(x: torch.Tensor) -> torch.memory_format:
+    """``x``'s layout, channels-last or not: oneDNN sums a convolution in an order of its own for each."""
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def banded_conv(conv: nn.Conv2d, x: torch.Tensor, top: int, bottom: int) -> torch.Tensor:
+    """Output rows ``[top, bottom)`` of ``conv(x)`` (zero padding) from the band of ``x`` they read, in
+    ``x``'s layout: the same values as the whole convolution's (its zero rows written out at the edges)."""
+    (stride, _), (kernel, _), (padding, side) = conv.stride, conv.kernel_size, conv.padding
+    first, last = top * stride - padding, (bottom - 1) * stride - padding + kernel  # input rows [first, last)
+    band = x[:, :, max(first, 0):min(last, x.shape[2])]
+    band = F.pad(band, (0, 0, max(-first, 0), max(last - x.shape[2], 0))).contiguous(memory_format=memory_format(x))
+    return F.conv2d(band, conv.weight, conv.bias, conv.stride, (0, side))
+
+
 class ConvLSTM(nn.Module):
     """A convolutional LSTM cell: gates from a (strided) 3×3 conv of the input plus a conv of h.
-    The state ``(h, c)`` starts at zero (``state=None``)."""
+    The state ``(h, c)`` starts at zero (``state=None``). Without gradients, ``rows`` computes the
+    gates that many output rows at a time, so that the memory they take is a band's, not the image's;
+    the state is the one the whole image gives."""
 
     def __init__(self, inputs: int, hidden: int, stride: int = 1, hidden_kernel: int = 1):
         super().__init__()
         self.input = nn.Conv2d(inputs, 4 * hidden, 3, stride, 1)
         self.hidden = nn.Conv2d(hidden, 4 * hidden, hidden_kernel, 1, hidden_kernel // 2, bias=False)
 
-    def forward(self, x: torch.Tensor, state: tuple | None) -> tuple[torch.Tensor, torch.Tensor]:
-        gates = self.input(x) if state is None else self.input(x) + self.hidden(state[0])
+    def forward(self, x: torch.Tensor, state: tuple | None, rows: int | None = None) -> tuple[torch.Tensor, ...]:
+        if rows is None or torch.is_grad_enabled():
+            return self._cell(self.input(x), None if state is None else self.hidden(state[0]), state)
+        height, width = ((size + 2 * pad - kernel) // stride + 1 for size, pad, kernel, stride in
+                         zip(x.shape[2:], self.input.padding, self.input.kernel_size, self.input.stride))
+        h = torch.empty(x.shape[0], self.hidden.in_channels, height, width, dtype=x.dtype, device=x.device,
+                        memory_format=memory_format(x))
+        c = torch.empty_like(h) if state is None else state[1]  # point-wise in c: updated in place
+        for top in range(0, height, rows):
+            bottom = min(top + rows, height)
+            gates = banded_conv(self.input, x, top, bottom)
+            recurrent = None if state is None else banded_conv(self.hidden, state[0], top, bottom)
+            h[:, :, top:bottom], c[:, :, top:bottom] = self._cell(
+                gates, recurrent, None if state is None else (None, c[:, :, top:bottom]))
+        return h, c
+
+    @staticmethod
+    def _cell(gates: torch.Tensor, recurrent: torch.Tensor | None, state: tuple | None):
+        """h and c from the input's gates, h's (``recurrent``) and the previous c."""
+        gates = gates if recurrent is None else gates + recurrent
         i, f, o, g = gates.chunk(4, dim=1)
         c = torch.sigmoid(i) * torch.tanh(g)
         if state is not None:

@@ -5,6 +5,9 @@ and its raw-bits predecessor (Variable rate image compression with RNNs, ICLR 20
   (3×3/2 input, 1×1 hidden); binarizer 1×1 conv → ``bits`` channels, tanh, sign; decoder 1×1
   conv, four D-RNN ConvLSTMs (3×3 input; hidden 1×1, 1×1, 3×3, 3×3) each followed by
   depth-to-space ×2, 1×1 conv → RGB. Widths are configurable (paper widths in conf/model).
+- Coding computes each recurrent unit's gates, and the output layer, ``band_rows`` image rows at a time
+  (the states stay whole-image): the memory of the gates is a band's, and the values are the ones the
+  whole image at once gives (``band_rows: null``), bit for bit.
 - Binarizer (2016, binarization): stochastic sign in training, P(+1) = (1 + x) / 2 with the identity
   gradient; deterministic sign in eval mode (``.eval()`` switches it off).
 - Residual iterations (2017 §3, reconstruction framework): b_t = B(E_t(r_{t−1})), x̂_t = D_t(b_t) + γ·x̂_{t−1},
@@ -36,9 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from licbench.core.bitstream import Container
 from licbench.core.codec import CodecError, RatePoint
 from licbench.core.metrics import psnr
-from licbench.lightning_modules.base import LearnedCodec, fixed_threads
+from licbench.lightning_modules.base import LearnedCodec
 from licbench.lightning_modules.entropy import BitContextModel
 from licbench.lightning_modules.layers import ConvLSTM, straight_through
 
@@ -53,7 +57,7 @@ class Toderici2017(LearnedCodec):
                  decoder_hidden_kernels: list = (1, 1, 3, 3), bits: int = 32, reconstruction: str = "oneshot",
                  max_iterations: int = 16, train_iterations: int = 16, context_channels: int = 32,
                  prob_levels: int = 64, bce_weight: float = 1.0, init_gain: float | None = 2.0, lr: float = 5e-4,
-                 max_pixels: int = 16_000_000, **training):
+                 max_pixels: int = 16_000_000, band_rows: int | None = 64, **training):
         super().__init__(lr=lr, **training)
         if len(encoder_channels) != 4 or len(decoder_channels) != 4 or any(c % 4 for c in decoder_channels):
             raise CodecError("encoder_channels and decoder_channels: 4 widths each, decoder widths divisible by 4")
@@ -100,20 +104,35 @@ class Toderici2017(LearnedCodec):
             return torch.where(a >= 0, 1.0, -1.0)
         return straight_through(a, torch.where(torch.rand_like(a) < (1 + a) / 2, 1.0, -1.0))
 
+    def _rows(self, stride: int) -> int | None:
+        """Rows per band of a recurrent unit at ``stride``: ``band_rows`` rows of the image (None: all)."""
+        return self.hparams.band_rows and max(self.hparams.band_rows // stride, 1)
+
     def _encode_step(self, r: torch.Tensor, states: list) -> torch.Tensor:
         h = self.encoder[0](r)
-        for i, rnn in enumerate(self.encoder[1:]):
-            states[i] = rnn(h, states[i])
+        for i, rnn in enumerate(self.encoder[1:]):  # at strides 4, 8, 16
+            states[i] = rnn(h, states[i], self._rows(4 << i))
             h = states[i][0]
         return torch.tanh(self.binarizer(h))
 
     def _decode_step(self, b: torch.Tensor, states: list, x_hat: torch.Tensor) -> torch.Tensor:
         h = self.decoder[0](b)
-        for i, rnn in enumerate(self.decoder[1:]):
-            states[i] = rnn(h, states[i])
+        for i, rnn in enumerate(self.decoder[1:-1]):  # at strides 16, 8, 4
+            states[i] = rnn(h, states[i], self._rows(16 >> i))
             h = F.pixel_shuffle(states[i][0], 2)
-        out = torch.tanh(self.output(h)) / 2
-        return out + (x_hat if self.hparams.reconstruction == "additive" else 0.5)
+        states[-1] = self.decoder[-1](h, states[-1], self._rows(2))
+        rows, x_hat = self._rows(2), x_hat if self.hparams.reconstruction == "additive" else torch.full_like(x_hat, 0.5)
+        if rows is None or torch.is_grad_enabled():
+            return self._reconstruct(states[-1][0], x_hat)
+        out = torch.empty_like(x_hat)
+        for top in range(0, states[-1][0].shape[2], rows):  # the last depth-to-space and the output, in bands
+            band = slice(2 * top, 2 * (top + rows))
+            out[:, :, band] = self._reconstruct(states[-1][0][:, :, top:top + rows], x_hat[:, :, band])
+        return out
+
+    def _reconstruct(self, h: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """x̂_t from the last D-RNN's h and x̂_{t−1} (½ one-shot)."""
+        return torch.tanh(self.output(F.pixel_shuffle(h, 2))) / 2 + x_hat
 
     def forward(self, x: torch.Tensor, iterations: int | None = None, bitstream: str = "rans") -> dict:
         """Training: ``train_iterations`` (stochastic bits); eval: k = ``iterations`` (default: all)."""
@@ -168,26 +187,50 @@ class Toderici2017(LearnedCodec):
                              f"1..{self.hparams.max_iterations}, not {k!r}")
 
     def _check_size(self, height: int, width: int) -> None:
-        """The RNN is not tiled: its LSTM states cover the whole image (0.67 GB per megapixel with
-        the CPU recipe's widths, results/robustness/odd_images.md), so larger images are refused."""
+        """The LSTM states cover the whole image (~0.17 GB per megapixel at the CPU recipe's widths, the
+        gates only a band of ``band_rows``: results/toderici_speed.md), so larger images are refused."""
         if height * width > self.hparams.max_pixels:
             raise CodecError(f"{self.name}: a {height}x{width} image is over this model's limit of "
-                             f"{self.hparams.max_pixels} pixels (model.max_pixels; its LSTM states are not tiled)")
+                             f"{self.hparams.max_pixels} pixels (model.max_pixels)")
 
     def compress(self, x: torch.Tensor, iterations: int | None = None, bitstream: str = "rans") -> list[bytes]:
         k = iterations or self.hparams.max_iterations
         self._check_setting(k, bitstream)
         self._check_size(*x.shape[-2:])
-        out = self(x, iterations=k)
-        symbols = (out["bits"] > 0).to(torch.uint8)  # [1, k·bits, h, w]: iteration-major, a progressive prefix
+        encoder, decoder, x_hat, bits = [None] * 3, [None] * 4, torch.full_like(x, 0.5), []
+        for t in range(k):  # forward's bits, keeping no more than the states and the last reconstruction
+            bits.append(torch.where(self._encode_step(x - x_hat, encoder) >= 0, 1.0, -1.0))
+            if t + 1 < k:
+                x_hat = self._decode_step(bits[-1], decoder, x_hat)
+        bits = torch.cat(bits, 1)  # [1, k·bits, h, w]: iteration-major, a progressive prefix
         if bitstream == "raw":
-            payload = np.packbits(symbols.flatten().cpu().numpy()).tobytes()
+            payload = np.packbits((bits > 0).to(torch.uint8).flatten().cpu().numpy()).tobytes()
         else:
-            with fixed_threads(self.decode_threads):  # the context model's probabilities as the decoder computes them
-                payload = self.entropy_model.encode(out["bits"])
+            payload = self.entropy_model.encode(bits)
         return [bytes([KINDS.index(bitstream), k]), payload]
 
     def decompress(self, sections: list[bytes], height: int, width: int) -> torch.Tensor:
+        decoder, x_hat = [None] * 4, torch.full((1, 3, height, width), 0.5, device=self.device)
+        for b in self._bits(sections, height, width)[1]:
+            x_hat = self._decode_step(b, decoder, x_hat)
+        return x_hat
+
+    @torch.no_grad()
+    def estimate_bits(self, x: torch.Tensor, data: bytes | None = None, **setting) -> float:
+        """The entropy model's estimate; given ``x``'s stream ``data``, read off its bits — the ones a
+        forward pass emits — at the cost of an entropy decode instead of another run of the networks."""
+        if data is None:
+            return super().estimate_bits(x, **setting)
+        container = Container.from_bytes(data)
+        pad = self._padding(container.height, container.width)
+        kind, bits = self._bits(container.sections, container.height + pad[3], container.width + pad[1])
+        if kind == "raw":
+            return float(sum(b.numel() for b in bits))
+        logits = [self.entropy_model(bits[t - 1] if t else None, t, b.shape) for t, b in enumerate(bits)]
+        return -torch.log2(torch.sigmoid(torch.cat(logits, 1) * torch.cat(bits, 1))).sum().item()
+
+    def _bits(self, sections: list[bytes], height: int, width: int) -> tuple[str, list[torch.Tensor]]:
+        """The bitstream kind and the bits ±1 of each iteration of a stream's sections, validated."""
         if len(sections) != 2 or len(sections[0]) != 2:
             raise CodecError(f"{self.name} stream must have a 2-byte setting section and a payload")
         kind, k = sections[0]
@@ -197,13 +240,8 @@ class Toderici2017(LearnedCodec):
         self._check_size(height, width)
         shape = (1, self.hparams.bits, height // self.stride, width // self.stride)
         if kind == 0:
-            bits = self._raw_bits(sections[1], k, shape)
-        else:
-            bits = self.entropy_model.decode(sections[1], k, shape, self.name)
-        decoder, x_hat = [None] * 4, torch.full((1, 3, height, width), 0.5, device=self.device)
-        for b in bits:
-            x_hat = self._decode_step(b, decoder, x_hat)
-        return x_hat
+            return KINDS[kind], self._raw_bits(sections[1], k, shape)
+        return KINDS[kind], self.entropy_model.decode(sections[1], k, shape, self.name)
 
     def _raw_bits(self, payload: bytes, k: int, shape: tuple) -> list[torch.Tensor]:
         n = k * int(np.prod(shape))

@@ -2,10 +2,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from licbench.core.checkpoint import load_checkpoint
 from licbench.core.images import load_image, save_image
 from licbench.datamodules.synthetic import synthetic_image
+from licbench.lightning_modules.base import ThreadInvariantConvolutions
 from licbench.tools import determinism
 
 
@@ -21,20 +23,22 @@ def test_streams_and_pixels_are_the_same_twice_and_in_a_fresh_process(tmp_path):
             for line in out.read_text().splitlines() if line.startswith(("| jpeg |", "| balle2017 |"))}
     assert rows["jpeg"][:6] == ["5, 95", "2", "4", "0", "0", "0"]  # bytes, pixels on 1 and on 2 threads
     assert rows["balle2017"][1:6] == ["2", "4", "0", "0", "0"]
-    assert all(" / " in cell for cell in rows["balle2017"][6:8])  # decode ms: fixed / free
+    assert all(" / " in cell for cell in rows["balle2017"][6:8])  # decode ms: pinned / licbench
 
 
 @pytest.mark.parametrize("method", ["balle2017", "wcae"])
 def test_a_stream_decodes_to_the_same_pixels_on_any_thread_count(method, datasets):
-    """The zoo's models on a Kodak crop: decoded with 1 and with 2 threads the pixels are the same
-    (oneDNN's sums depend on the thread count; decoding runs on ``decode_threads``), and the caller's
-    thread count is restored."""
+    """The zoo's models on a Kodak crop: encoded with 2 and with 1 thread the bytes are the same, decoded with
+    1 and with 2 threads the pixels are the same (coding runs in ThreadInvariantConvolutions, on the
+    caller's threads), and the caller's thread count is kept."""
     codec = load_checkpoint(sorted(Path("results/zoo", method).glob("*.ckpt"))[0])
     x, _ = load_image(datasets / "kodak" / "kodim01.png")
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
         data = codec.encode(x[:, :256, :384])
+        torch.set_num_threads(1)
+        assert codec.encode(x[:, :256, :384]) == data
         decoded = []
         for threads in (1, 2):
             torch.set_num_threads(threads)
@@ -43,3 +47,20 @@ def test_a_stream_decodes_to_the_same_pixels_on_any_thread_count(method, dataset
     finally:
         torch.set_num_threads(before)
     assert torch.equal(*decoded)
+
+
+def test_pointwise_convolutions_are_the_same_on_1_and_2_threads_and_onednn_is_restored():
+    """A 1x1 convolution on a batch of one goes to oneDNN only on more than one thread, and the two
+    backends sum in different orders; in ThreadInvariantConvolutions it is the one-thread result."""
+    generator = torch.Generator().manual_seed(0)
+    x, weight = torch.randn(1, 128, 32, 48, generator=generator), torch.randn(512, 128, 1, 1, generator=generator)
+    before, outputs = torch.get_num_threads(), []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with ThreadInvariantConvolutions():
+                outputs.append(F.conv2d(x, weight))
+            assert torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled()
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(*outputs)

@@ -4,7 +4,7 @@ Rows carry real bytes: ``bpp = 8 · len(bytes) / (H · W)``, and a column per co
 (``metrics=``, :mod:`licbench.core.quality`; PSNR and MS-SSIM by default). Outputs in ``out_dir``:
 ``per_image.csv``, ``rd.csv`` (means over images per codec and rate point),
 ``<codec>.json`` (CompressAI's results schema; the only ``*.json`` there), ``codecs.yaml`` (the
-dataset, and parameters, kMAC/pixel, training budget and data of each codec), ``rd_psnr.png``,
+dataset, and parameters, decoder weight bytes, kMAC/pixel, training budget and data of each codec), ``rd_psnr.png``,
 ``rd_msssim.png`` (published curves dashed), ``crops/``, ``summary.md``, ``leaderboard.{md,html,csv}``,
 ``published.csv`` (with ``references=`` or a codec's ``paper:``), ``aggregations.csv``, ``command.txt``
 and ``failures.csv`` (a codec that raises on an image is recorded there and the run goes on). Tables
@@ -70,7 +70,7 @@ def measure(label: str, codec: Codec, name: str, x: torch.Tensor, names=quality.
     return {"codec": label, "rate": codec.rate, "image": name, "height": height, "width": width,
             "bytes": len(data), "bpp": metrics.bpp(len(data), height, width), **metrics.evaluate(names, x, x_hat),
             "enc_s": encoded - start, "dec_s": decoded - encoded,
-            "bpp_estimate": metrics.bpp(codec.estimate_bits(x) / 8, height, width)}
+            "bpp_estimate": metrics.bpp(codec.estimate_bits(x, data) / 8, height, width)}
 
 
 def run_codecs(codecs: dict[str, list[Codec]], images: list[tuple[str, torch.Tensor, str]],
@@ -133,7 +133,8 @@ def budget_text(budget: dict) -> str:
 
 
 def codec_facts(points: list[Codec]) -> dict:
-    """Size, cost and training provenance of one configured codec (its first rate point's network)."""
+    """Size, cost and training provenance of one configured codec (its first rate point's network; the
+    bytes of the weights its decoder reads, :meth:`licbench.core.codec.Codec.decoder_bytes`)."""
     meta = [codec.provenance for codec in points]
     budgets = list({c.model_id: c.provenance["budget"] for c in points  # one per checkpoint
                     if c.provenance and "budget" in c.provenance}.values())
@@ -144,8 +145,9 @@ def codec_facts(points: list[Codec]) -> dict:
     cpu = [b["cpu_seconds"] for b in budgets if b.get("cpu_seconds")]
     if len(cpu) > 1:
         training += f" (curve: {sum(cpu) / 3600:.2f} CPU-h)"
-    return {"params": complexity.parameters(points[0]), "kmac_per_pixel": complexity.kmac_per_pixel(points[0]),
-            "training": training, "data": "; ".join(data) or "—"}
+    return {"params": complexity.parameters(points[0]), "decoder_bytes": points[0].decoder_bytes(),
+            "kmac_per_pixel": complexity.kmac_per_pixel(points[0]), "training": training,
+            "data": "; ".join(data) or "—"}
 
 
 def run_benchmark(cfg: DictConfig) -> Path:

@@ -15,6 +15,12 @@ from licbench.core.codec import Codec
 from licbench.core.images import save_image
 
 TARGETS = (0.25, 0.5)
+ORIGINAL = "original.png"  # the uncoded crop
+
+
+def crop_file(label: str, target) -> str:
+    """The file, under ``crops/``, of codec ``label``'s crop at ``target`` bpp."""
+    return f"{label}_{target}.png"
 
 
 def nearest(rows: pd.DataFrame, target: float) -> int:
@@ -33,18 +39,18 @@ def write_crops(codecs: dict[str, list[Codec]], images: list[tuple[str, torch.Te
     height, width = x.shape[1:]
     top, left = max((height - size) // 2, 0), max((width - size) // 2, 0)
     window = (slice(None), slice(top, top + size), slice(left, left + size))
-    save_image(x[window], folder / "original.png")
+    save_image(x[window], folder / ORIGINAL)
     index = {"image": name, "window": [top, left, size], "targets": {}}
     rows = per_image[per_image.image == name]
     for target in TARGETS:
-        entries = [{"file": "original.png", "caption": "original"}]
+        entries = [{"file": ORIGINAL, "caption": "original"}]
         for label, points in codecs.items():
             curve = rows[rows.codec == label]  # one row per rate point that did not fail on this image
             if curve.empty:
                 continue
             row = curve.iloc[nearest(curve, target)]
             codec = next(codec for codec in points if codec.rate == row.rate)
-            file = f"{label}_{target}.png"
+            file = crop_file(label, target)
             save_image(codec.decode(codec.encode(x))[window], folder / file)
             entries.append({"file": file, "caption": f"{label} @ {row.rate}: {row.bpp:.3f} bpp, {row.psnr:.2f} dB"})
         index["targets"][str(target)] = entries

@@ -17,7 +17,9 @@ bootstrap confidence interval over images (``scipy.stats.bootstrap``, percentile
 are resampled jointly for both curves, a published curve stays as published). PSNR is aggregated the
 two ways the field uses: the mean of per-image PSNR and bpp (CompressAI: every column not marked
 pooled) and the PSNR of the MSE pooled over all pixels of all images, with bits pooled likewise
-(CLIC: "pooled PSNR").
+(CLIC: "pooled PSNR"). "decoder MB" is what a receiver must hold to decode, in 10⁶ bytes: the weights a
+decode reads (synthesis transforms, entropy models' tables; not the analysis transform), blank for codecs
+without a network.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ POOLED = "pooled_psnr"  # the PSNR of the pooled MSE, a column of :func:`pooled`
 AVERAGE = "jpeg_ai_average"  # the mean of the BD-rates of quality.JPEG_AI_AVERAGE
 LABELS = {**{name: metric.label for name, metric in REGISTRY.items()}, **METRICS, POOLED: "pooled PSNR",
           AVERAGE: AVERAGE_LABEL}
+DECODER_MB = "decoder MB"  # the weights a receiver holds (Codec.decoder_bytes), in 10⁶ bytes; blank without a network
 BD_ARGS = dict(method="pchip", require_matching_points=False, min_overlap=0)  # the overlap is judged here
 
 
@@ -320,6 +323,7 @@ def leaderboard(rd: pd.DataFrame, per_image: pd.DataFrame, facts: dict[str, dict
         row["dec ms/MP"] = timed["dec ms/MP"] if timed else float((images.dec_s / megapixels).mean() * 1e3)
         row["timed by"] = timing_text(timed)
         row["params"] = info.get("params")
+        row[DECODER_MB] = None if info.get("decoder_bytes") is None else info["decoder_bytes"] / 1e6
         macs = info.get("kmac_per_pixel") or {}
         row["kMAC/px enc"], row["kMAC/px dec"] = macs.get("encode"), macs.get("decode")
         row["training"], row["data"] = info.get("training", "—"), info.get("data", "—")

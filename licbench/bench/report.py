@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from licbench.bench import leaderboard, papers, shards  # noqa: E402
+from licbench.bench import interactive, leaderboard, papers, shards  # noqa: E402
 from licbench.bench.references import Reference, load_references, paper_curve  # noqa: E402
 from licbench.bench.timing import overload_warning  # noqa: E402
 from licbench.core import quality, zoo  # noqa: E402
@@ -55,6 +55,11 @@ class Comparisons:
     papers: dict[str, tuple] = field(default_factory=dict)  # codec -> (its paper:, Reference or None, why none)
     claims: dict[str, dict] = field(default_factory=dict)  # codec -> its claim:
     bootstrap: dict | None = None  # scipy.stats.bootstrap settings of the BD-rate intervals
+
+    @property
+    def owners(self) -> dict[str, str]:
+        """The codec each paper's published curve belongs to, by the curve's name."""
+        return {ref.name: codec for codec, (_, ref, _) in self.papers.items() if ref is not None}
 
 
 def command_text(command: str, revision: str) -> str:
@@ -111,22 +116,31 @@ def comparisons(cfg: DictConfig, dataset: str | None, configs: dict[str, DictCon
     return Comparisons(anchors, references, named, claims, bootstrap)
 
 
+def axis_label(metric: str) -> str:
+    """The quality axis of ``metric``'s RD plots, on the scale of its BD deltas."""
+    label, scale = quality.REGISTRY[metric].label, quality.REGISTRY[metric].bd
+    return LABELS.get(metric) or {"db": f"{label} (dB) = -10 log10(1 - {label})", "one_minus": f"1 − {label}"}.get(
+        scale, label)
+
+
 def plot_rd(rd: pd.DataFrame, metric: str, path: Path, dataset: str | None, compare: Comparisons) -> Path:
-    """The measured curves, solid, and the published ones dashed (a paper's in its codec's colour)."""
+    """The measured curves, solid, and the published ones dashed (a paper's, or one named as a measured
+    codec, in that codec's colour)."""
     fig, ax = plt.subplots(figsize=(7, 5))
     colours = {}
     for codec, curve in rd.groupby("codec", sort=False):
         curve = curve.sort_values("bpp")
         colours[codec] = ax.plot(curve.bpp, leaderboard.quality(curve[metric], metric), marker="o", markersize=3,
                                  label=codec)[0].get_color()
-    owners = {reference.name: codec for codec, (_, reference, _) in compare.papers.items() if reference is not None}
+    owners = compare.owners
     for reference in compare.references:
         curve = reference.curve.dropna(subset=[metric])
         if not curve.empty:
             ax.plot(curve.bpp, leaderboard.quality(curve[metric], metric), linestyle="--", linewidth=1,
-                    color=colours.get(owners.get(reference.name)), label=f"{reference.name} (published)")
+                    color=colours.get(owners.get(reference.name, reference.name)),
+                    label=f"{reference.name} (published)")
     dashed = ", dashed: as published" if compare.references else ""
-    ax.set(xlabel="bits per pixel (from real bytes)", ylabel=LABELS[metric],
+    ax.set(xlabel="bits per pixel (from real bytes)", ylabel=axis_label(metric),
            title=f"{dataset or 'benchmark'}: rate-distortion{dashed}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
@@ -212,6 +226,8 @@ def _cell(column: str, value) -> str:
         return f"{value:+.2f}"
     if column == "params":
         return f"{int(value):,}"
+    if column == leaderboard.DECODER_MB:
+        return f"{value:.2f}"
     if isinstance(value, float):
         return f"{value:.4f}" if "bpp" in column else f"{value:.2f}" if "PSNR" in column else f"{value:.1f}"
     return str(value)
@@ -262,7 +278,8 @@ def sections(table: pd.DataFrame, published: pd.DataFrame, both: pd.DataFrame,
     default = tuple(f"({leaderboard.LABELS[m]}) %" for m in (*leaderboard.METRICS, leaderboard.POOLED))
     bd = [c for c in table.columns if c.startswith("BD-") and "its paper" not in c
           and (not c.startswith("BD-rate ") or c.replace(" CI low", "").replace(" CI high", "").endswith(default))]
-    cost = ["enc ms/MP", "dec ms/MP", "timed by", "params", "kMAC/px enc", "kMAC/px dec", "training", "data"]
+    cost = ["enc ms/MP", "dec ms/MP", "timed by", "params", leaderboard.DECODER_MB, "kMAC/px enc", "kMAC/px dec",
+            "training", "data"]
     parts = [Section("Measured, against the anchors", table[["codec", "points", "bpp range", *bd, "notes"]])]
     averaged = ", ".join(leaderboard.LABELS[m] + (" (as 1 − NLPD)" if m == "nlpd" else "")
                          for m in quality.JPEG_AI_AVERAGE)
@@ -320,13 +337,17 @@ def _html_table(table: pd.DataFrame) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def html_page(title: str, provenance: list[str], parts: list[Section], note: str, in_dir: Path,
-              crops: dict | None) -> str:
-    """A self-contained page: the sections, the RD plots and the crops (``crops``: their index), images embedded."""
+def html_page(title: str, provenance: list[str], parts: list[Section], note: str, in_dir: Path, results: Results,
+              compare: Comparisons) -> str:
+    """A self-contained page: the sections, the interactive RD plots, per-image view and A/B comparison
+    (:mod:`licbench.bench.interactive`), and, for a reader without JavaScript, the static RD plots and the
+    crops (``results.crops``: their index), images embedded."""
+    crops = results.crops
     page = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}figure{display:inline-block;margin:4px}"
-            "figcaption{font-size:12px;text-align:center}</style>", f"<h1>{html.escape(title)}</h1>"]
+            f"figcaption{{font-size:12px;text-align:center}}{interactive.STYLE}</style>",
+            f"<h1>{html.escape(title)}</h1>"]
     page += [f"<p>{html.escape(line)}</p>" for line in provenance]
     for part in parts:
         page.append(f"<h2>{html.escape(part.heading)}</h2>")
@@ -334,14 +355,16 @@ def html_page(title: str, provenance: list[str], parts: list[Section], note: str
             page.append(_html_table(part.table))
         if part.items:
             page.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in part.items) + "</ul>")
+    page.append(interactive.section(results, compare, {m: axis_label(m) for m in quality.columns(results.rd.columns)}))
     plots = [p for p in (in_dir / "rd_psnr.png", in_dir / "rd_msssim.png") if p.is_file()]
-    page += ["<h2>Rate–distortion</h2>"] + [f"<img src='{_embed(p)}' width='560'>" for p in plots]
+    page += ["<div id='static-rd'><h2>Rate–distortion</h2>"] + [f"<img src='{_embed(p)}' width='560'>"
+                                                                for p in plots] + ["</div>"]
     if crops:
         page.append(f"<h2>Crops of {html.escape(crops['image'])}</h2>")
         for target, entries in crops["targets"].items():
             page.append(f"<h3>≈ {target} bpp</h3>")
-            page += [f"<figure><img src='{_embed(in_dir / 'crops' / e['file'])}' width='192'>"
-                     f"<figcaption>{html.escape(e['caption'])}</figcaption></figure>" for e in entries]
+            page += [f"<figure><img src='{_embed(in_dir / 'crops' / e['file'])}' data-file='{html.escape(e['file'])}' "
+                     f"width='192'><figcaption>{html.escape(e['caption'])}</figcaption></figure>" for e in entries]
     page.append(f"<p>{html.escape(note)}</p>")
     return "\n".join(page)
 
@@ -387,7 +410,7 @@ def write_leaderboard(results: Results, out_dir: Path, compare: Comparisons,
     title, note = f"Leaderboard: {out_dir.name}", footnote(compare, images)
     parts = sections(table, published, both, anchors)
     write_atomic(paths["md"], markdown(title, provenance, parts, note))
-    write_atomic(paths["html"], html_page(title, provenance, parts, note, out_dir, results.crops))
+    write_atomic(paths["html"], html_page(title, provenance, parts, note, out_dir, results, compare))
     write_atomic(paths["csv"], table.to_csv(index=False))
     write_atomic(paths["aggregations"], both.to_csv(index=False))
     if published.empty:

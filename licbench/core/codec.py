@@ -63,9 +63,15 @@ class Codec(abc.ABC):
     def decode(self, data: bytes) -> torch.Tensor:
         """The image ``[3, H, W]`` in [0, 1] that ``data`` codes."""
 
-    def estimate_bits(self, x: torch.Tensor) -> float:
-        """The codec's own estimate of its payload in bits (an entropy model's); NaN without one."""
+    def estimate_bits(self, x: torch.Tensor, data: bytes | None = None) -> float:
+        """The codec's own estimate of its payload in bits (an entropy model's); NaN without one.
+        ``data``, ``x``'s stream when the caller has just coded it, lets a codec read its estimate off it."""
         return math.nan
+
+    def decoder_bytes(self) -> int | None:
+        """Bytes of the weights a receiver must hold to decode this codec's streams; None without a
+        network at the decoder (baselines: their decoders are native code)."""
+        return None
 
     def rate_points(self, **points) -> list[Codec]:
         """The codecs this one offers (``points``: the codec config's ``points:``); itself by default."""
@@ -101,8 +107,11 @@ class RatePoint(Codec):
     def decode(self, data: bytes) -> torch.Tensor:
         return self.model.decode(data)
 
-    def estimate_bits(self, x: torch.Tensor) -> float:
-        return self.model.estimate_bits(x, **self.setting)
+    def estimate_bits(self, x: torch.Tensor, data: bytes | None = None) -> float:
+        return self.model.estimate_bits(x, data, **self.setting)
+
+    def decoder_bytes(self) -> int | None:
+        return self.model.decoder_bytes()  # the weights' receiver decodes every rate point
 
     def __repr__(self) -> str:
         return f"RatePoint({self.name} @ {self.rate})"

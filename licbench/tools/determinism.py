@@ -5,8 +5,8 @@ For each codec (a codec name as in ``codecs=[...]``, at its lowest and highest r
 ``licbench benchmark`` loads them) and each image of DIR: encode twice in this process — the
 bytes must be identical — and decode; then decode the same streams in a fresh process per thread
 count of ``--threads`` and compare the decoded float tensors bit for bit. Each fresh process also
-times its decodes against decodes at its own thread count without the learned codecs' fixed decode
-threads (``LearnedCodec.decode_threads``): the cost of that mechanism. Prints and writes a
+times its decodes as licbench decodes (on the process's threads, thread-invariant convolutions) against
+decodes pinned to one thread (``LearnedCodec.decode_threads = 1``, licbench's earlier mechanism). Prints and writes a
 Markdown table (command and git revision on top); the exit status is 1 if anything differs.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Row:
     streams: list[tuple[int, str, str]] = field(default_factory=list)  # rate point, stream file, label
     byte_mismatches: list[str] = field(default_factory=list)
     pixel_mismatches: dict[int, list[str]] = field(default_factory=dict)  # thread count: streams
-    decode_seconds: dict[int, tuple[float, float]] = field(default_factory=dict)  # fixed, free
+    decode_seconds: dict[int, tuple[float, float]] = field(default_factory=dict)  # pinned to 1 thread, licbench
 
 
 def image_files(directory: str | Path) -> list[Path]:
@@ -92,31 +92,31 @@ def decode_fresh(rows: list[Row], work: Path, threads: int) -> None:
 
 def decode_manifest(manifest: str, threads: int) -> None:
     """The fresh process: decode each listed stream with its codec's rate point and save the tensor;
-    time each decode as it is and with the decode threads left at this process's count."""
+    time each decode as licbench decodes and pinned to one thread."""
     from licbench.lightning_modules.base import LearnedCodec
 
     torch.set_num_threads(threads)
-    codecs, seconds, fixed = json.loads(Path(manifest).read_text()), {}, LearnedCodec.decode_threads
+    codecs, seconds, licbench = json.loads(Path(manifest).read_text()), {}, LearnedCodec.decode_threads
     with torch.inference_mode():
         for name, streams in codecs.items():
-            points, times = extreme_points(named_rate_points([name])[name]), {"fixed": [], "free": []}
+            points, times = extreme_points(named_rate_points([name])[name]), {"pinned": [], "licbench": []}
             for point, stream, _ in streams:
                 data = Path(stream).read_bytes()
-                for mode in ("fixed", "free"):
-                    LearnedCodec.decode_threads = fixed if mode == "fixed" else threads
+                for mode in ("pinned", "licbench"):
+                    LearnedCodec.decode_threads = 1 if mode == "pinned" else licbench
                     start = time.perf_counter()
                     x_hat = points[point].decode(data)
                     times[mode].append(time.perf_counter() - start)
-                    if mode == "fixed":
+                    if mode == "licbench":
                         torch.save(x_hat.clone(), Path(stream).with_suffix(f".fresh{threads}.pt"))
-            seconds[name] = [statistics.median(times["fixed"]), statistics.median(times["free"])]
-    LearnedCodec.decode_threads = fixed
+            seconds[name] = [statistics.median(times["pinned"]), statistics.median(times["licbench"])]
+    LearnedCodec.decode_threads = licbench
     (Path(manifest).parent / f"seconds-{threads}.json").write_text(json.dumps(seconds))
 
 
 def markdown(rows: list[Row], threads: list[int]) -> str:
     counts = " | ".join(f"pixel mismatches, {n} thread{'s' * (n > 1)}" for n in threads)
-    times = " | ".join(f"decode ms, {n} thr.: fixed / free" for n in threads)
+    times = " | ".join(f"decode ms, {n} thr.: pinned to 1 / licbench" for n in threads)
     lines = [f"| codec | rate points | images | streams | byte mismatches | {counts} | {times} |",
              "|---|---|---|---|---|" + "---|" * 2 * len(threads)]
     for r in rows:
@@ -166,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             f"each image encoded twice in one process with {torch.get_num_threads()} threads (byte mismatches), "
             "decoded there and again in a fresh process per thread count (pixel mismatches: decoded float tensors "
             "compared bit for bit); lowest and highest rate point of each codec",
-            "decode ms: median per stream in the fresh process, 'fixed' as licbench decodes (learned codecs on "
-            "LearnedCodec.decode_threads threads), 'free' on the process's own thread count: the cost "
-            "of the fixed count"])
+            "decode ms: median per stream in the fresh process, 'licbench' as licbench decodes (on the "
+            "process's threads, thread-invariant convolutions), 'pinned to 1' with learned codecs' decoding on "
+            "one thread (LearnedCodec.decode_threads = 1, the earlier mechanism)"])
     return int(any(r.byte_mismatches or any(r.pixel_mismatches.values()) for r in rows))
 
 
