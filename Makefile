@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/datasets
 
-.PHONY: install openjpeg ffmpeg chromium benchmark lint test zoo zoo-balle2017 zoo-balle2018 zoo-minnen2018 zoo-wcae zoo-nowcae zoo-theis2017 leaderboard kodak-main kodak-supplement kodak-toderici kodak kodak-report speed clean
+.PHONY: install openjpeg ffmpeg chromium benchmark lint test zoo zoo-balle2017 zoo-balle2018 zoo-minnen2018 zoo-wcae zoo-nowcae zoo-theis2017 leaderboard kodak-main kodak-supplement kodak-toderici kodak-anchors kodak-coconet kodak kodak-report speed zoo-coconet bgd-decoder clean
 
 install: $(STAMP)
 
@@ -57,7 +57,7 @@ test: install lint
 ZOO   ?= results/zoo
 TRAIN  = $(VENV)/bin/licbench train data.root=$(DATA)/bsds500 logger=none threads=1 skip_existing=true
 WARM   = model.lr=3.0e-4 model.warmup_steps=0
-zoo: zoo-balle2017 zoo-wcae zoo-nowcae zoo-theis2017 zoo-balle2018 zoo-minnen2018
+zoo: zoo-balle2017 zoo-wcae zoo-nowcae zoo-theis2017 zoo-balle2018 zoo-minnen2018 zoo-coconet
 # Ballé 2017 and the hyperprior anchors (Ballé 2018, Minnen 2018) share one ladder: 30 + 3 x 8 = 54 CPU-minutes.
 define LAMBDA_CURVE
 $(TRAIN) experiment=$(1)_cpu model.lmbda=0.013 cpu_budget=00:00:30:00 ckpt_path=$(ZOO)/$(1)/$(1)-l0.013.ckpt
@@ -98,6 +98,10 @@ zoo-theis2017: install  # 30 + 4 x 3 = 42 CPU-minutes: one model, then per-rate 
 	$(THEIS) model.lmbda=0.00125 ckpt_path=$(ZOO)/theis2017/theis2017-l0.00125.ckpt
 	$(THEIS) model.lmbda=0.0006 ckpt_path=$(ZOO)/theis2017/theis2017-l0.0006.ckpt
 
+# CocoNet fits a network to each image when it encodes: its checkpoint holds the entropy tables alone.
+zoo-coconet: install
+	$(VENV)/bin/licbench train experiment=coconet_cpu logger=none ckpt_path=$(ZOO)/coconet/coconet.ckpt
+
 # The committed Kodak results, from the committed zoo (25-45 minutes each on 2 cores; in parallel,
 # `make -j2 ...`, each run is best given one thread: OMP_NUM_THREADS=1 or threads=1):
 # results/kodak/ (tables, plots, crops, leaderboard), results/kodak-supplement/ (FMM's 5-21 bpp,
@@ -119,6 +123,15 @@ kodak-toderici: install
 	$(KODAK) codecs=[jpeg,toderici2017,toderici2016] +codec_overrides.jpeg.grid=[10,20,30,50,75,90] \
 	    +codec_overrides.toderici2017.points.iterations=[1,2,4,8,16] +codec_overrides.toderici2016.points.iterations=[1,16] out_dir=results/kodak-toderici
 
+# The anchors (JPEG XL, HEVC intra, Ballé 2018) beside Ballé 2017 and the CAE curves, until kodak-main is rerun.
+kodak-anchors: install
+	$(KODAK) codecs=[jpeg,jpeg2000,jpegxl,hevc_intra,balle2017,balle2018,wcae,nowcae] references=$(KODAK_REFERENCES) \
+	    out_dir=results/kodak-anchors
+
+# CocoNet's encode is a fit (~10-35 CPU-s per image and point): no timing pass.
+kodak-coconet: install
+	$(KODAK) codecs=[jpeg,coconet,coconet_bgd] out_dir=results/kodak-coconet threads=1 timing=off
+
 kodak: leaderboard
 
 kodak-report: install
@@ -133,6 +146,11 @@ speed: install
 	$(PY) -m licbench.tools.speed --image $(DATA)/kodak/kodim01.png --checkpoint $$(ls results/zoo/balle2017/*.ckpt | head -1) --out results/speed.md
 	$(PY) -m licbench.tools.suite_speed --images $(DATA)/kodak --out results/suite_speed.md
 	$(PY) -m licbench.tools.coding_time --image $(DATA)/kodak/kodim01.png --codecs $(TIMED_CODECS) --out results/coding_time.md
+
+# Stock et al.'s product quantization of Ballé 2017's synthesis transform, calibrated on BSDS500 train.
+bgd-decoder: install
+	$(PY) -m licbench.tools.bgd_decoder --checkpoint results/zoo/balle2017/balle2017-l0.013.ckpt \
+	    --calibration $(DATA)/bsds500/train --images $(DATA)/kodak --out results/bgd_decoder.md
 
 clean:
 	rm -rf outputs wandb .pytest_cache

@@ -11,6 +11,10 @@ refuses a section unless it is exactly what the encoder writes for the symbols i
 - :func:`check_recoded`: the coder is canonical, so a truncated, extended or forged section re-codes
   differently from itself.
 
+:func:`histogram_tables` and :func:`frequency_tables` write and read the side information of symbols
+coded with their own histogram (FMM's codes, the product quantizer's assignments): a u16 frequency
+per symbol and table, validated before it is used.
+
 :func:`decode_canonical` applies them to any ``EntropyModel`` given the CDF index of every symbol
 (``GaussianConditional``, :class:`GaussianScaleMixture`); :func:`decode_bottleneck` to an
 ``EntropyBottleneck`` section, decoded by ``EntropyBottleneck.decompress`` as CompressAI's models do.
@@ -24,9 +28,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from compressai.ans import RansDecoder, RansEncoder
 from compressai.entropy_models import EntropyBottleneck, EntropyModel
+from compressai.entropy_models.entropy_models import pmf_to_quantized_cdf
 from torch import nn
 from torch.func import functional_call
 
@@ -102,6 +108,30 @@ def decode_bottleneck(bottleneck: EntropyBottleneck, section: bytes, size: tuple
     check_range(torch.round(y_hat - bottleneck.quantiles[:, :, 1:2].detach()), name)  # the medians
     check_recoded(section, bottleneck.compress(y_hat)[0], name)
     return y_hat
+
+
+def histogram_tables(counts: np.ndarray) -> tuple[bytes, list[list[int]]]:
+    """Side information and rANS CDFs of symbols 0..n−1 coded with their own histogram: ``counts``
+    ``[tables, n]`` quantized to 16-bit CDFs (compressai's ``pmf_to_quantized_cdf``, every symbol
+    and the escape at least 1), sent as a big-endian u16 frequency per symbol (the escape's implied)."""
+    pmfs = counts / counts.sum(axis=1, keepdims=True)
+    cdfs = [pmf_to_quantized_cdf(torch.tensor([*pmf, 0.0]), PRECISION).tolist() for pmf in pmfs]
+    return np.diff(np.array(cdfs)[:, :-1], axis=1).astype(">u2").tobytes(), cdfs
+
+
+def frequency_tables(section: bytes, tables: int, count: int, name: str) -> tuple[list[list[int]], list[int]]:
+    """The CDFs and lengths of a :func:`histogram_tables` section of ``tables`` × ``count`` symbols,
+    refused unless every frequency is ≥ 1 and each table's sum leaves the escape ≥ 1."""
+    if len(section) != tables * count * 2:
+        raise CodecError(f"{name} frequency table is {len(section)} bytes, {tables} x {count} codes need "
+                         f"{tables * count * 2}")
+    freqs = np.frombuffer(section, ">u2").reshape(tables, count).astype(np.int64)
+    escape = (1 << PRECISION) - freqs.sum(axis=1)
+    if freqs.min() < 1 or escape.min() < 1:
+        raise CodecError(f"{name} frequency table is invalid: every frequency must be >= 1, summing to "
+                         f"under 2^{PRECISION}")
+    cdfs = np.concatenate([np.zeros((tables, 1), np.int64), np.cumsum(np.hstack([freqs, escape[:, None]]), 1)], 1)
+    return cdfs.tolist(), [count + 2] * tables
 
 
 def channel_indexes(shape, device=None) -> torch.Tensor:

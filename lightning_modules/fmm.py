@@ -25,11 +25,16 @@ import math
 import numpy as np
 import torch
 from compressai.ans import RansDecoder, RansEncoder
-from compressai.entropy_models.entropy_models import pmf_to_quantized_cdf
 
 from licbench.core.codec import CodecError, RatePoint
 from licbench.lightning_modules.base import LearnedCodec
-from licbench.lightning_modules.entropy import PRECISION, check_length, fewest_bits, zero_padded
+from licbench.lightning_modules.entropy import (
+    check_length,
+    fewest_bits,
+    frequency_tables,
+    histogram_tables,
+    zero_padded,
+)
 
 PACKED, RANS = 0, 1
 
@@ -94,12 +99,10 @@ class FMM(LearnedCodec):
         if not entropy_coding:
             bits = np.unpackbits(codes.astype(np.uint8)[..., None], axis=-1)[..., 8 - code_bits(modulus):]
             return [bytes([PACKED, modulus]), np.packbits(bits).tobytes()]
-        pmfs = np.stack([np.bincount(c, minlength=levels(modulus)) for c in codes]) / codes.shape[1]
-        cdfs = [pmf_to_quantized_cdf(torch.tensor([*pmf, 0.0]), PRECISION).tolist() for pmf in pmfs]
-        table = np.diff(np.array(cdfs)[:, :-1], axis=1).astype(">u2")  # the escape's frequency is implied
+        table, cdfs = histogram_tables(np.stack([np.bincount(c, minlength=levels(modulus)) for c in codes]))
         payload = RansEncoder().encode_with_indexes(codes.ravel().tolist(), self._indexes(codes.shape[1]), cdfs,
                                                     [len(c) for c in cdfs], [0, 0, 0])
-        return [bytes([RANS, modulus]), table.tobytes(), payload]
+        return [bytes([RANS, modulus]), table, payload]
 
     def decompress(self, sections: list[bytes], height: int, width: int) -> torch.Tensor:
         if not sections or len(sections[0]) != 2 or sections[0][0] not in (PACKED, RANS):
@@ -118,7 +121,7 @@ class FMM(LearnedCodec):
             codes = np.unpackbits(np.frombuffer(sections[1], np.uint8))[:3 * n * bits].reshape(-1, bits)
             codes = codes @ (1 << np.arange(bits - 1, -1, -1))
         else:
-            cdfs, lengths = self._tables(sections[1], count)  # validated before anything is allocated
+            cdfs, lengths = frequency_tables(sections[1], 3, count, self.name)  # validated before use
             check_length(sections[2], n * float(fewest_bits(cdfs).sum()), 3 * n, self.name)
             codes = np.array(RansDecoder().decode_with_indexes(zero_padded(sections[2], 3 * n), self._indexes(n), cdfs,
                                                                lengths, [0, 0, 0]))
@@ -130,15 +133,3 @@ class FMM(LearnedCodec):
     def _indexes(n: int) -> list[int]:
         """rANS table per symbol: its channel."""
         return np.repeat(np.arange(3), n).tolist()
-
-    @staticmethod
-    def _tables(section: bytes, count: int) -> tuple[list[list[int]], list[int]]:
-        """Side information -> compressai CDFs (each with the escape symbol's frequency last)."""
-        if len(section) != 3 * count * 2:
-            raise CodecError(f"fmm frequency table is {len(section)} bytes, {count} codes need {3 * count * 2}")
-        freqs = np.frombuffer(section, ">u2").reshape(3, count).astype(np.int64)
-        escape = (1 << PRECISION) - freqs.sum(axis=1)
-        if freqs.min() < 1 or escape.min() < 1:
-            raise CodecError(f"fmm frequency table is invalid: every frequency must be >= 1, summing to 2^{PRECISION}")
-        cdfs = np.concatenate([np.zeros((3, 1), np.int64), np.cumsum(np.hstack([freqs, escape[:, None]]), 1)], 1)
-        return cdfs.tolist(), [count + 2] * 3
