@@ -263,3 +263,8 @@ def test_the_compressai_json_carries_every_metric(ctc_dir):
     results = report.compressai_json(pd.read_csv(ctc_dir / "rd.csv"), "better", "d", "kodak")["results"]
     assert list(results) == ["bpp", "psnr-rgb", "psnr-y", "psnr-u", "psnr-v", "ms-ssim-rgb", "ms-ssim-y", "iw-ssim",
                              "vif", "fsim", "nlpd", "psnr-hvs", "psnr-hvs-m", "vmaf", "encoding_time", "decoding_time"]
+
+
+def test_rate_labels_are_shown_as_labelled_not_rounded():
+    from licbench.bench.report import _cell
+    assert [_cell("rate", v) for v in (0.0018, 50, "B4K16", 0.025)] == ["0.0018", "50", "B4K16", "0.025"]

@@ -226,6 +226,8 @@ def _cell(column: str, value) -> str:
         return f"{value:+.2f}"
     if column == "params":
         return f"{int(value):,}"
+    if column == "rate":  # a rate point's label (λ 0.0018, quality 50, B4K16), never rounded
+        return f"{value:g}" if isinstance(value, float) else str(value)
     if column == leaderboard.DECODER_MB:
         return f"{value:.2f}"
     if isinstance(value, float):
