@@ -125,11 +125,12 @@ kodak-toderici: install
 
 # The anchors (JPEG XL, HEVC intra, Ballé 2018) beside Ballé 2017 and the CAE curves, until kodak-main is rerun;
 # Ballé 2017 is an anchor too (Ballé 2018 against it at equal budget). kodak-anchors-report rebuilds its leaderboard.
-ANCHORS = references=$(KODAK_REFERENCES) leaderboard.anchors=[jpeg,jpeg2000,balle2017]
+ANCHORS = [jpeg,jpeg2000,balle2017]
 kodak-anchors: install
-	$(KODAK) codecs=[jpeg,jpeg2000,jpegxl,hevc_intra,balle2017,balle2018,wcae,nowcae] $(ANCHORS) out_dir=results/kodak-anchors
+	$(KODAK) codecs=[jpeg,jpeg2000,jpegxl,hevc_intra,balle2017,balle2018,wcae,nowcae] references=$(KODAK_REFERENCES) \
+	    leaderboard.anchors=$(ANCHORS) out_dir=results/kodak-anchors
 kodak-anchors-report: install
-	$(REPORT) in_dir=results/kodak-anchors $(ANCHORS)
+	$(REPORT) in_dir=results/kodak-anchors references=$(KODAK_REFERENCES) anchors=$(ANCHORS)
 
 # CocoNet's encode is a fit (~10-35 CPU-s per image and point): no timing pass.
 kodak-coconet: install
