@@ -20,17 +20,18 @@ def git_revision() -> str:
     return (commit + ("-dirty" if changed else "")) if commit else "unknown"
 
 
-def portable(override: str) -> str:
-    """An override with no machine path in it: a value that is a folder or file outside the working
-    directory (``data.root=/data/sets/kodak``) is written as ``$DATA/<its name>``, the
+def portable(argument: str) -> str:
+    """An argument with no machine path in it: a folder or file outside the working directory, bare or as
+    an override's value (``data.root=/data/sets/kodak``), is written as ``$DATA/<its name>``, the
     Makefile's ``DATA`` variable (``data.root=$DATA/kodak``); paths inside the project stay as given."""
-    key, sep, value = override.partition("=")
-    if not sep or not value or not os.path.exists(value):
-        return override
+    key, sep, value = argument.partition("=")
+    key, value = (key, value) if sep else ("", argument)
+    if not value or not os.path.exists(value):
+        return argument
     path = Path(value).expanduser().resolve()
     if path.is_relative_to(Path.cwd().resolve()):
-        return override
-    return f"{key}=$DATA/{path.name}"
+        return argument
+    return f"{key}{sep}$DATA/{path.name}"
 
 
 def hydra_command(app: str) -> str:
@@ -41,5 +42,5 @@ def hydra_command(app: str) -> str:
 
 
 def module_command(module: str, argv: list[str] | None = None) -> str:
-    """``python -m module ARGS`` with this process's arguments (or ``argv``)."""
-    return " ".join(["python -m", module, *(sys.argv[1:] if argv is None else argv)])
+    """``python -m module ARGS`` with this process's arguments (or ``argv``), machine paths named (:func:`portable`)."""
+    return " ".join(["python -m", module, *map(portable, sys.argv[1:] if argv is None else argv)])
