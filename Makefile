@@ -58,16 +58,19 @@ ZOO   ?= results/zoo
 TRAIN  = $(VENV)/bin/licbench train data.root=$(DATA)/bsds500 logger=none threads=1 skip_existing=true
 WARM   = model.lr=3.0e-4 model.warmup_steps=0
 zoo: zoo-balle2017 zoo-wcae zoo-nowcae zoo-theis2017 zoo-balle2018 zoo-minnen2018 zoo-coconet
-# Ballé 2017 and the hyperprior anchors (Ballé 2018, Minnen 2018) share one ladder: 30 + 3 x 8 = 54 CPU-minutes.
-define LAMBDA_CURVE
-$(TRAIN) experiment=$(1)_cpu model.lmbda=0.013 cpu_budget=00:00:30:00 ckpt_path=$(ZOO)/$(1)/$(1)-l0.013.ckpt
-$(TRAIN) experiment=$(1)_cpu model.lmbda=0.025 cpu_budget=00:00:08:00 $(WARM) \
-    init_from=$(ZOO)/$(1)/$(1)-l0.013.ckpt ckpt_path=$(ZOO)/$(1)/$(1)-l0.025.ckpt
-$(TRAIN) experiment=$(1)_cpu model.lmbda=0.0067 cpu_budget=00:00:08:00 $(WARM) \
-    init_from=$(ZOO)/$(1)/$(1)-l0.013.ckpt ckpt_path=$(ZOO)/$(1)/$(1)-l0.0067.ckpt
-$(TRAIN) experiment=$(1)_cpu model.lmbda=0.0018 cpu_budget=00:00:08:00 $(WARM) \
-    init_from=$(ZOO)/$(1)/$(1)-l0.0067.ckpt ckpt_path=$(ZOO)/$(1)/$(1)-l0.0018.ckpt
+# One point: $(1)'s experiment at lambda $(2) for CPU budget $(3), warm-started from its lambda $(4) point if given.
+define POINT
+$(TRAIN) experiment=$(1)_cpu model.lmbda=$(2) cpu_budget=$(3) $(if $(4),$(WARM) init_from=$(ZOO)/$(1)/$(1)-l$(4).ckpt) ckpt_path=$(ZOO)/$(1)/$(1)-l$(2).ckpt
 endef
+# A curve: lambda $(2) for $(3), then $(5) and $(6) warm-started from it and $(7) from $(6), each for $(4).
+define CURVE
+$(call POINT,$(1),$(2),$(3))
+$(call POINT,$(1),$(5),$(4),$(2))
+$(call POINT,$(1),$(6),$(4),$(2))
+$(call POINT,$(1),$(7),$(4),$(6))
+endef
+# Ballé 2017 and the hyperprior anchors (Ballé 2018, Minnen 2018) share one ladder: 30 + 3 x 8 = 54 CPU-minutes.
+LAMBDA_CURVE = $(call CURVE,$(1),0.013,00:00:30:00,00:00:08:00,0.025,0.0067,0.0018)
 zoo-balle2017: install
 	$(call LAMBDA_CURVE,balle2017)
 zoo-balle2018: install
@@ -75,15 +78,7 @@ zoo-balle2018: install
 zoo-minnen2018: install
 	$(call LAMBDA_CURVE,minnen2018)
 # WCAE and its ablation NoWCAE share one recipe: 21 + 3 x 5 = 36 CPU-minutes each.
-define CAE_CURVE
-$(TRAIN) experiment=$(1)_cpu model.lmbda=0.00615 cpu_budget=00:00:21:00 ckpt_path=$(ZOO)/$(1)/$(1)-l0.00615.ckpt
-$(TRAIN) experiment=$(1)_cpu model.lmbda=0.003 cpu_budget=00:00:05:00 $(WARM) \
-    init_from=$(ZOO)/$(1)/$(1)-l0.00615.ckpt ckpt_path=$(ZOO)/$(1)/$(1)-l0.003.ckpt
-$(TRAIN) experiment=$(1)_cpu model.lmbda=0.0125 cpu_budget=00:00:05:00 $(WARM) \
-    init_from=$(ZOO)/$(1)/$(1)-l0.00615.ckpt ckpt_path=$(ZOO)/$(1)/$(1)-l0.0125.ckpt
-$(TRAIN) experiment=$(1)_cpu model.lmbda=0.025 cpu_budget=00:00:05:00 $(WARM) \
-    init_from=$(ZOO)/$(1)/$(1)-l0.0125.ckpt ckpt_path=$(ZOO)/$(1)/$(1)-l0.025.ckpt
-endef
+CAE_CURVE = $(call CURVE,$(1),0.00615,00:00:21:00,00:00:05:00,0.003,0.0125,0.025)
 zoo-wcae: install
 	$(call CAE_CURVE,wcae)
 zoo-nowcae: install

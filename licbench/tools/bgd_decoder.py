@@ -2,7 +2,7 @@
 Down", :mod:`licbench.lightning_modules.bgd`)::
 
     python -m licbench.tools.bgd_decoder --checkpoint results/zoo/balle2017/balle2017-l0.013.ckpt \\
-        --calibration ../shared/datasets/bsds500/train --images ../shared/datasets/kodak --out OUT.md
+        --calibration $DATA/bsds500/train --images $DATA/kodak --out OUT.md
 
 - The transform (``--transform``, default ``g_s``): a ``nn.Sequential`` whose transposed convolutions
   are product-quantized (sub-vectors: the K × K kernels, §3.2; ``--codewords`` per layer) and whose other
