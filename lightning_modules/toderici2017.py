@@ -120,19 +120,20 @@ class Toderici2017(LearnedCodec):
         for i, rnn in enumerate(self.decoder[1:-1]):  # at strides 16, 8, 4
             states[i] = rnn(h, states[i], self._rows(16 >> i))
             h = F.pixel_shuffle(states[i][0], 2)
-        states[-1] = self.decoder[-1](h, states[-1], self._rows(2))
-        rows, x_hat = self._rows(2), x_hat if self.hparams.reconstruction == "additive" else torch.full_like(x_hat, 0.5)
+        rows, additive = self._rows(2), self.hparams.reconstruction == "additive"
+        states[-1] = self.decoder[-1](h, states[-1], rows)
         if rows is None or torch.is_grad_enabled():
-            return self._reconstruct(states[-1][0], x_hat)
+            return self._reconstruct(states[-1][0], x_hat if additive else 0.5)
         out = torch.empty_like(x_hat)
         for top in range(0, states[-1][0].shape[2], rows):  # the last depth-to-space and the output, in bands
             band = slice(2 * top, 2 * (top + rows))
-            out[:, :, band] = self._reconstruct(states[-1][0][:, :, top:top + rows], x_hat[:, :, band])
+            out[:, :, band] = self._reconstruct(states[-1][0][:, :, top:top + rows],
+                                                x_hat[:, :, band] if additive else 0.5)
         return out
 
-    def _reconstruct(self, h: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-        """x̂_t from the last D-RNN's h and x̂_{t−1} (½ one-shot)."""
-        return torch.tanh(self.output(F.pixel_shuffle(h, 2))) / 2 + x_hat
+    def _reconstruct(self, h: torch.Tensor, previous: torch.Tensor | float) -> torch.Tensor:
+        """x̂_t from the last D-RNN's h and x̂_{t−1} (additive) or ½ (one-shot)."""
+        return torch.tanh(self.output(F.pixel_shuffle(h, 2))) / 2 + previous
 
     def forward(self, x: torch.Tensor, iterations: int | None = None, bitstream: str = "rans") -> dict:
         """Training: ``train_iterations`` (stochastic bits); eval: k = ``iterations`` (default: all)."""
@@ -188,7 +189,8 @@ class Toderici2017(LearnedCodec):
 
     def _check_size(self, height: int, width: int) -> None:
         """The LSTM states cover the whole image (~0.17 GB per megapixel at the CPU recipe's widths, the
-        gates only a band of ``band_rows``: results/toderici_speed.md), so larger images are refused."""
+        gates only a band of ``band_rows``: ``python -m licbench.tools.toderici_speed --large``), so larger
+        images are refused."""
         if height * width > self.hparams.max_pixels:
             raise CodecError(f"{self.name}: a {height}x{width} image is over this model's limit of "
                              f"{self.hparams.max_pixels} pixels (model.max_pixels)")
