@@ -97,7 +97,7 @@ zoo-theis2017: install  # 30 + 4 x 3 = 42 CPU-minutes: one model, then per-rate 
 zoo-coconet: install
 	$(VENV)/bin/licbench train experiment=coconet_cpu logger=none ckpt_path=$(ZOO)/coconet/coconet.ckpt
 
-# The committed Kodak results, from the committed zoo (25-45 minutes each on 2 cores; in parallel,
+# The committed Kodak results, from the committed zoo (25-45 minutes each on 2 cores, kodak-main with metrics=ctc longer; in parallel,
 # `make -j2 ...`, each run is best given one thread: OMP_NUM_THREADS=1 or threads=1):
 # results/kodak/ (tables, plots, crops, leaderboard), results/kodak-supplement/ (FMM's 5-21 bpp,
 # which overlap nothing else) and results/kodak-toderici/ (rANS and raw bits; Toderici takes ~0.5 s
@@ -105,13 +105,16 @@ zoo-coconet: install
 # Each codec config's `paper:` curve is drawn dashed and tabled as published; KODAK_REFERENCES adds
 # CompressAI's own JPEG, JPEG 2000 and BPG (x265 4:4:4) measurements beside ours. `make kodak-report`
 # rebuilds the three leaderboards from the committed tables (minutes, nothing measured again).
-KODAK_CODECS ?= [jpeg,jpeg2000,jpegxl,hevc_intra,balle2017,balle2018,theis2017,cheng2018,wcae,nowcae,jiang2017,prakash2017]
+KODAK_CODECS ?= [jpeg,jpeg2000,webp,avif,jpegxl,hevc_intra,balle2017,balle2018,theis2017,cheng2018,wcae,nowcae,jiang2017,prakash2017]
 KODAK_REFERENCES ?= [jpeg,jpeg2000,bpg_444_x265_ycbcr]
+# The BD anchors: the classic pair, and Ballé 2017 for the hyperprior models trained at its budget.
+ANCHORS = [jpeg,jpeg2000,balle2017]
 KODAK = $(VENV)/bin/licbench benchmark data=kodak data.root=$(DATA)/kodak logger=none crop_image=kodim23
 REPORT = $(VENV)/bin/licbench report dataset=kodak
 leaderboard: kodak-main kodak-supplement kodak-toderici
 kodak-main: install
-	$(KODAK) codecs=$(KODAK_CODECS) references=$(KODAK_REFERENCES) out_dir=results/kodak
+	$(KODAK) codecs=$(KODAK_CODECS) references=$(KODAK_REFERENCES) leaderboard.anchors=$(ANCHORS) metrics=ctc \
+	    out_dir=results/kodak
 kodak-supplement: install
 	$(KODAK) codecs=[jpeg,fmm,fmm_packed] out_dir=results/kodak-supplement
 kodak-toderici: install
@@ -120,7 +123,6 @@ kodak-toderici: install
 
 # The anchors (JPEG XL, HEVC intra, Ballé 2018) beside Ballé 2017 and the CAE curves, until kodak-main is rerun;
 # Ballé 2017 is an anchor too (Ballé 2018 against it at equal budget). kodak-anchors-report rebuilds its leaderboard.
-ANCHORS = [jpeg,jpeg2000,balle2017]
 kodak-anchors: install
 	$(KODAK) codecs=[jpeg,jpeg2000,jpegxl,hevc_intra,balle2017,balle2018,wcae,nowcae] references=$(KODAK_REFERENCES) \
 	    leaderboard.anchors=$(ANCHORS) out_dir=results/kodak-anchors
@@ -134,7 +136,7 @@ kodak-coconet: install
 kodak: leaderboard
 
 kodak-report: install
-	$(REPORT) in_dir=results/kodak references=$(KODAK_REFERENCES)
+	$(REPORT) in_dir=results/kodak references=$(KODAK_REFERENCES) anchors=$(ANCHORS)
 	$(REPORT) in_dir=results/kodak-supplement
 	$(REPORT) in_dir=results/kodak-toderici
 
