@@ -113,7 +113,7 @@ KODAK = $(VENV)/bin/licbench benchmark data=kodak data.root=$(DATA)/kodak logger
 REPORT = $(VENV)/bin/licbench report dataset=kodak
 leaderboard: kodak-main kodak-supplement kodak-toderici
 kodak-main: install
-	$(KODAK) codecs=$(KODAK_CODECS) references=$(KODAK_REFERENCES) leaderboard.anchors=$(ANCHORS) metrics=ctc \
+	$(KODAK) codecs=$(KODAK_CODECS) references=$(KODAK_REFERENCES) anchors=$(ANCHORS) metrics=ctc \
 	    out_dir=results/kodak
 kodak-supplement: install
 	$(KODAK) codecs=[jpeg,fmm,fmm_packed] out_dir=results/kodak-supplement
@@ -125,7 +125,7 @@ kodak-toderici: install
 # Ballé 2017 is an anchor too (Ballé 2018 against it at equal budget). kodak-anchors-report rebuilds its leaderboard.
 kodak-anchors: install
 	$(KODAK) codecs=[jpeg,jpeg2000,jpegxl,hevc_intra,balle2017,balle2018,wcae,nowcae] references=$(KODAK_REFERENCES) \
-	    leaderboard.anchors=$(ANCHORS) out_dir=results/kodak-anchors
+	    anchors=$(ANCHORS) out_dir=results/kodak-anchors
 kodak-anchors-report: install
 	$(REPORT) in_dir=results/kodak-anchors references=$(KODAK_REFERENCES) anchors=$(ANCHORS)
 
