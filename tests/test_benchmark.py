@@ -6,6 +6,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 
 from conftest import run_cli
 from licbench.bench.references import SHIPPED
@@ -146,3 +147,33 @@ def test_anchors_that_are_not_a_list_are_refused_before_anything_is_measured(tmp
                    f"hydra.run.dir={tmp_path / 'hydra'}", check=False)
     assert proc.returncode == 1 and "anchors must list the codecs to compare against" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_leaderboard_records_where_each_codec_ran(bench):
+    board = pd.read_csv(bench / "leaderboard.csv").set_index("codec")
+    assert board["device"].to_dict() == {"balle2017": "cpu", "jpeg": "cpu", "jpeg2000": "cpu"}
+
+
+@pytest.mark.parametrize("device, problem", [
+    ("banana", "not a torch device"), ("meta", "licbench codes on cpu or cuda"),
+    pytest.param("cuda", "torch sees no CUDA GPU here", marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason="a CUDA GPU is present: device=cuda is accepted"))])
+def test_a_device_that_cannot_code_is_refused_in_one_line_before_anything_is_measured(tmp_path, device, problem):
+    proc = run_cli("benchmark", "data=synthetic", "logger=none", "codecs=[jpeg]", f"device={device}",
+                   f"out_dir={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'hydra'}", check=False)
+    assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1
+    assert proc.stderr.startswith(f"licbench: error: device={device}: {problem}") and "device=cpu" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (device=cuda)")
+def test_on_a_gpu_the_learned_transforms_run_there_and_the_run_says_what_it_cannot_promise(tmp_path, balle_checkpoint):
+    out = tmp_path / "out"
+    proc = run_cli("benchmark", "data=synthetic", "logger=none", "codecs=[jpeg,balle2017]", "device=cuda",
+                   "+codec_overrides.jpeg.grid=[50]", f"+codec_overrides.balle2017.checkpoints={balle_checkpoint}",
+                   f"out_dir={out}", f"hydra.run.dir={tmp_path / 'hydra'}")
+    assert "this run does not promise it" in proc.stdout
+    board = pd.read_csv(out / "leaderboard.csv").set_index("codec")
+    assert board.loc["balle2017", "device"] == "cuda:0" and board.loc["jpeg", "device"] == "cpu"
+    rows = pd.read_csv(out / "per_image.csv")
+    assert (rows[rows.codec == "balle2017"].bytes > 0).all()

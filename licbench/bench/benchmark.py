@@ -35,7 +35,7 @@ from licbench.core.atomic import lock
 from licbench.core.checkpoint import Limits
 from licbench.core.codec import Codec, CodecError
 from licbench.core.provenance import git_revision, hydra_command
-from licbench.core.zoo import configured_codecs, rate_points
+from licbench.core.zoo import codec_device, configured_codecs, rate_points
 from licbench.train import tracking
 
 
@@ -133,8 +133,8 @@ def budget_text(budget: dict) -> str:
 
 
 def codec_facts(points: list[Codec]) -> dict:
-    """Size, cost and training provenance of one configured codec (its first rate point's network; the
-    bytes of the weights its decoder reads, :meth:`licbench.core.codec.Codec.decoder_bytes`)."""
+    """Size, cost, device and training provenance of one configured codec (its first rate point's network;
+    the bytes of the weights its decoder reads, :meth:`licbench.core.codec.Codec.decoder_bytes`)."""
     meta = [codec.provenance for codec in points]
     budgets = list({c.model_id: c.provenance["budget"] for c in points  # one per checkpoint
                     if c.provenance and "budget" in c.provenance}.values())
@@ -147,7 +147,13 @@ def codec_facts(points: list[Codec]) -> dict:
         training += f" (curve: {sum(cpu) / 3600:.2f} CPU-h)"
     return {"params": complexity.parameters(points[0]), "decoder_bytes": points[0].decoder_bytes(),
             "kmac_per_pixel": complexity.kmac_per_pixel(points[0]), "training": training,
-            "data": "; ".join(data) or "—"}
+            "data": "; ".join(data) or "—", "device": device_of(points[0])}
+
+
+def device_of(codec: Codec) -> str:
+    """Where a codec's transforms run: its network's device, the CPU for a codec without one."""
+    parameter = next(codec.network.parameters(), None) if codec.network is not None else None
+    return str(parameter.device) if parameter is not None else "cpu"
 
 
 def run_benchmark(cfg: DictConfig) -> Path:
@@ -184,13 +190,19 @@ def _run_benchmark(cfg: DictConfig, out_dir: Path) -> Path:
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True, throw_on_missing=True)
     shard = data_cfg.pop("shard", None)
     shards.parse(shard)  # a malformed shard fails before anything is loaded
+    device = codec_device(cfg.get("device"))  # a missing GPU fails before anything is loaded
+    if device.type != "cpu":
+        print(f"note: device={device}: the learned codecs' transforms run on {device}; that their streams decode "
+              "to the same pixels on the CPU is not measured here, so this run does not promise it (hyperprior "
+              "and context models index their entropy tables from float outputs)")
     data = instantiate(data_cfg)
     with tracking.run(cfg.logger, cfg, job_type="benchmark") as wb:
         configs = configured_codecs(cfg)
         compare = report.comparisons(cfg, data.name, configs)  # a bad reference or claim fails before measuring
         images = shards.select(list(data.images()), shard)
         notes = sorted({f"{name}: {note}" for name, _, note in images if note})
-        codecs = {name: rate_points(name, codec_cfg, Limits.from_config(cfg)) for name, codec_cfg in configs.items()}
+        codecs = {name: rate_points(name, codec_cfg, Limits.from_config(cfg), device)
+                  for name, codec_cfg in configs.items()}
         check_distinct_rates(codecs)
         for note in leaderboard.anchor_notes(compare.anchors, codecs):
             print(f"note: {note}")

@@ -327,6 +327,7 @@ def leaderboard(rd: pd.DataFrame, per_image: pd.DataFrame, facts: dict[str, dict
         macs = info.get("kmac_per_pixel") or {}
         row["kMAC/px enc"], row["kMAC/px dec"] = macs.get("encode"), macs.get("decode")
         row["training"], row["data"] = info.get("training", "—"), info.get("data", "—")
+        row["device"] = info.get("device", "cpu")
         row["notes"] = "; ".join(sorted(n for n in notes if n))
         rows.append(row)
     table = pd.DataFrame(rows)

@@ -281,7 +281,7 @@ def sections(table: pd.DataFrame, published: pd.DataFrame, both: pd.DataFrame,
     bd = [c for c in table.columns if c.startswith("BD-") and "its paper" not in c
           and (not c.startswith("BD-rate ") or c.replace(" CI low", "").replace(" CI high", "").endswith(default))]
     cost = ["enc ms/MP", "dec ms/MP", "timed by", "params", leaderboard.DECODER_MB, "kMAC/px enc", "kMAC/px dec",
-            "training", "data"]
+            "training", "data", "device"]
     parts = [Section("Measured, against the anchors", table[["codec", "points", "bpp range", *bd, "notes"]])]
     averaged = ", ".join(leaderboard.LABELS[m] + (" (as 1 − NLPD)" if m == "nlpd" else "")
                          for m in quality.JPEG_AI_AVERAGE)

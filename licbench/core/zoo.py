@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
+import torch
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
@@ -34,9 +35,27 @@ def checkpoint_paths(spec) -> list[Path]:
                    for p in glob.glob(str(Path(str(pattern)).expanduser()), recursive=True)})
 
 
-def rate_points(name: str, cfg: DictConfig, limits: Limits | None = None) -> list[Codec]:
+def codec_device(spec: str | None) -> torch.device:
+    """The device of the learned codecs' transforms (``device=``): the CPU, or a CUDA GPU that is present.
+    Entropy coding stays on the CPU (CompressAI's rANS reads its symbols as Python lists)."""
+    try:
+        device = torch.device(spec or "cpu")
+    except RuntimeError:
+        raise CodecError(f"device={spec}: not a torch device; use device=cpu or device=cuda (cuda:N)") from None
+    if device.type not in ("cpu", "cuda"):
+        raise CodecError(f"device={spec}: licbench codes on cpu or cuda; use device=cpu or device=cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CodecError(f"device={spec}: torch sees no CUDA GPU here (torch.cuda.is_available() is False); "
+                         "use device=cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise CodecError(f"device={spec}: there are {torch.cuda.device_count()} CUDA GPUs here (cuda:0 first)")
+    return device
+
+
+def rate_points(name: str, cfg: DictConfig, limits: Limits | None = None, device: str = "cpu") -> list[Codec]:
     """Every rate point of one configured codec, in ascending rate order for baselines; a learned
-    codec's checkpoints are loaded within ``limits`` (``Limits.from_config`` of the command's config)."""
+    codec's checkpoints are loaded within ``limits`` (``Limits.from_config`` of the command's config)
+    and moved to ``device`` (:func:`codec_device`; its transforms run there, its streams are the same kind)."""
     if "checkpoints" in cfg:
         paths = checkpoint_paths(cfg.checkpoints)
         if not paths:
@@ -47,6 +66,8 @@ def rate_points(name: str, cfg: DictConfig, limits: Limits | None = None) -> lis
         codecs = []
         for path in paths:
             model = load_checkpoint(path, limits)
+            if torch.device(device).type != "cpu":
+                model = model.to(device)
             codecs += model.rate_points(**points)
         return codecs
     return [build(cfg, rate) for rate in cfg.grid]
