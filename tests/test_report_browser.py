@@ -12,8 +12,8 @@ import pytest
 from playwright.sync_api import sync_playwright
 from plotly.offline import get_plotlyjs
 
-from conftest import run_cli
-from licbench.bench import leaderboard
+from conftest import REPO, run_cli
+from licbench.bench import interactive, leaderboard, report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TIMEOUT = 180_000  # ms: a loaded 2-core machine parses 5 MB of script slowly
@@ -167,3 +167,11 @@ def test_the_ab_slider_moves_the_split_and_zoom_magnifies(browser_page):
     page.wait_for_function("document.getElementById('ab-view').getBoundingClientRect().width === "
                            "3 * document.getElementById('ab-bottom').naturalWidth")
     assert errors == []
+
+
+def test_every_codec_of_the_kodak_leaderboard_has_its_own_colour():
+    """The committed Kodak page has 14 codecs: its colours must not repeat after 10, as the default cycle does."""
+    results = report.read(REPO / "results" / "kodak")
+    drawn = interactive.data(results, report.Comparisons(anchors=["jpeg"]), {"psnr": "PSNR"})["codecs"]
+    assert len(drawn) == results.rd.codec.nunique() > 10
+    assert len({codec["colour"] for codec in drawn}) == len(drawn)

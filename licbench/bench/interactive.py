@@ -72,11 +72,17 @@ def _points(rows: pd.DataFrame, names: list[str]) -> dict:
             "values": {name: numbers(on_scale(rows[name], name)) for name in names}}
 
 
+#: The RD plots' colours, static and interactive: tab20's dark shades, then its light ones, so that 20 codecs get
+#: 20 colours (the default cycle repeats after 10, and the Kodak leaderboard has 14).
+_TAB20 = matplotlib.colormaps["tab20"].colors
+PALETTE = [to_hex(c) for c in (*_TAB20[0::2], *_TAB20[1::2])]
+
+
 def data(results: Results, compare: Comparisons, labels: dict[str, str]) -> dict:
     """What the script draws: the metrics (``labels``: their axis titles) and, per codec, its mean curve with
     the spread over images; the published curves; each image's curves; the crops by target."""
     rd, rows, names = results.rd, results.per_image, list(labels)
-    cycle = [to_hex(c) for c in matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]]  # the static plots' colours
+    cycle = PALETTE
     order = list(rd.codec.unique())
     colours = {codec: cycle[i % len(cycle)] for i, codec in enumerate(order)}
     scaled = rows.assign(**{name: on_scale(rows[name], name) for name in names})

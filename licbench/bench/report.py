@@ -128,10 +128,11 @@ def plot_rd(rd: pd.DataFrame, metric: str, path: Path, dataset: str | None, comp
     codec, in that codec's colour)."""
     fig, ax = plt.subplots(figsize=(7, 5))
     colours = {}
-    for codec, curve in rd.groupby("codec", sort=False):
+    for i, (codec, curve) in enumerate(rd.groupby("codec", sort=False)):
         curve = curve.sort_values("bpp")
-        colours[codec] = ax.plot(curve.bpp, leaderboard.quality(curve[metric], metric), marker="o", markersize=3,
-                                 label=codec)[0].get_color()
+        colours[codec] = interactive.PALETTE[i % len(interactive.PALETTE)]
+        ax.plot(curve.bpp, leaderboard.quality(curve[metric], metric), marker="o", markersize=3, label=codec,
+                color=colours[codec])
     owners = compare.owners
     for reference in compare.references:
         curve = reference.curve.dropna(subset=[metric])
