@@ -177,3 +177,15 @@ def test_on_a_gpu_the_learned_transforms_run_there_and_the_run_says_what_it_cann
     assert board.loc["balle2017", "device"] == "cuda:0" and board.loc["jpeg", "device"] == "cpu"
     rows = pd.read_csv(out / "per_image.csv")
     assert (rows[rows.codec == "balle2017"].bytes > 0).all()
+
+
+def test_a_rerun_with_fewer_codecs_leaves_no_curve_or_crop_of_the_codecs_it_dropped(tmp_path):
+    out, foreign = tmp_path / "out", {"name": "mine", "results": {"bpp": [0.5], "psnr-rgb": [30.0]}}
+    common = ["benchmark", "data=synthetic", "logger=none", "timing=off", f"out_dir={out}",
+              "+codec_overrides.jpeg.grid=[50]", "+codec_overrides.webp.grid=[50]", f"hydra.run.dir={tmp_path / 'h'}"]
+    run_cli(*common, "codecs=[jpeg,webp]")
+    assert {"jpeg.json", "webp.json"} <= {p.name for p in out.glob("*.json")} and (out / "crops/webp_0.25.png").exists()
+    (out / "mine.json").write_text(json.dumps(foreign))  # a user's own curve, not licbench's
+    run_cli(*common, "codecs=[jpeg]")
+    assert {p.name for p in out.glob("*.json")} == {"jpeg.json", "mine.json"}
+    assert sorted(p.name for p in (out / "crops").glob("*.png")) == ["jpeg_0.25.png", "jpeg_0.5.png", "original.png"]

@@ -30,7 +30,8 @@ def nearest(rows: pd.DataFrame, target: float) -> int:
 
 def write_crops(codecs: dict[str, list[Codec]], images: list[tuple[str, torch.Tensor, str]], per_image: pd.DataFrame,
                 out_dir: Path, image: str | None = None, size: int = 192) -> dict:
-    """PNG crops (centre ``size``²) under ``out_dir/crops`` and their index ``crops.json``; returns the index."""
+    """PNG crops (centre ``size``²) under ``out_dir/crops`` and their index ``crops.json``, the only crops left
+    there; returns the index."""
     name, x = next(((n, x) for n, x, _ in images if image in (None, n)), (None, None))
     if x is None:
         raise ValueError(f"crop image {image!r} is not among the benchmark images")
@@ -55,4 +56,8 @@ def write_crops(codecs: dict[str, list[Codec]], images: list[tuple[str, torch.Te
             entries.append({"file": file, "caption": f"{label} @ {row.rate}: {row.bpp:.3f} bpp, {row.psnr:.2f} dB"})
         index["targets"][str(target)] = entries
     write_atomic(folder / "crops.json", json.dumps(index, indent=2))
+    kept = {entry["file"] for entries in index["targets"].values() for entry in entries}
+    for stale in folder.glob("*.png"):  # an earlier run's crops of codecs this run does not have
+        if stale.name not in kept:
+            stale.unlink()
     return index

@@ -204,10 +204,21 @@ def compressai_json(rd: pd.DataFrame, codec: str, description: str, dataset: str
                         "decoding_time": curve.dec_s.tolist()}}
 
 
+def _licbench_curve(path: Path) -> bool:
+    """Whether ``path`` is a curve a licbench benchmark wrote (:func:`compressai_json`)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and str(record.get("description", "")).startswith(
+        f"licbench {record.get('name')} on ")
+
+
 def write_tables(out_dir: Path, per_image: pd.DataFrame, rd: pd.DataFrame, failures: pd.DataFrame, dataset: str,
                  command: str, revision: str, notes: list[str], checkpoints: list[dict],
                  anchor: str) -> None:
-    """The tables, CompressAI JSON, command and summary."""
+    """The tables, CompressAI JSON (and no earlier run's JSON of a codec not in this one: every *.json of the
+    folder is a curve of this run), command and summary."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / "per_image.csv", per_image.to_csv(index=False))
     write_atomic(out_dir / "rd.csv", rd.to_csv(index=False))
@@ -216,6 +227,9 @@ def write_tables(out_dir: Path, per_image: pd.DataFrame, rd: pd.DataFrame, failu
         description = f"licbench {codec} on {dataset}; {command}"
         write_atomic(out_dir / f"{codec}.json",
                      json.dumps(compressai_json(rd, codec, description, dataset), indent=2))
+    for stale in set(out_dir.glob("*.json")) - {out_dir / f"{codec}.json" for codec in rd.codec.unique()}:
+        if _licbench_curve(stale):  # an earlier run's curve of a codec this run does not have
+            stale.unlink()
     write_atomic(out_dir / "command.txt", command_text(command, revision))
     write_atomic(out_dir / "summary.md", summary(rd, dataset, command, revision, notes, checkpoints, failures, anchor))
 
