@@ -141,7 +141,7 @@ class CocoNet(LearnedCodec):
         """Reached only if the trainer overrides the stop (``min_steps``, ``min_epochs``): a clear error."""
         raise RuntimeError("CocoNet has nothing to train: drop trainer.min_steps / trainer.min_epochs")
 
-    def estimate_bits(self, x: torch.Tensor, **setting) -> float:
+    def estimate_bits(self, x: torch.Tensor, data: bytes | None = None, **setting) -> float:
         """NaN: an estimate would cost a second fit."""
         return math.nan
 

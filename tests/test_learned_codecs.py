@@ -4,6 +4,7 @@ path, then coded at the lowest and highest rate points of its codec config. The 
 conf/ (each `conf/model/NAME.yaml`, and each `conf/codec/` variant reading a model's checkpoints),
 so a new method is checked without editing this file; and the identity rule of `licbench.core.zoo`
 (one name for the model config, the class, the codec and the zoo folder) is checked here."""
+import math
 import random
 from pathlib import Path, PurePath
 
@@ -107,6 +108,14 @@ def test_every_size_round_trips_bit_exactly(trained):
             assert first.min() >= 0 and first.max() <= 1
             header = Container.from_bytes(data)
             assert (header.codec, header.height, header.width) == (codec.name, height, width)
+
+
+def test_the_estimate_takes_the_stream_just_coded_as_the_benchmark_passes_it(trained):
+    name, _, points = trained
+    x = synthetic_image(*SIZES[0], seed=0)
+    for codec in points:
+        bits = codec.estimate_bits(x, codec.encode(x))  # the benchmark's call (licbench/bench/benchmark.py)
+        assert isinstance(bits, float) and (math.isnan(bits) or bits > 0), (name, codec.rate, bits)
 
 
 def test_another_process_encodes_and_decodes_the_same(trained, tmp_path):
