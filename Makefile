@@ -3,6 +3,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/datasets
+# Figure files name a dataset by its path below DATA ($DATA/bsds500/train), never a machine path.
+export LICBENCH_DATASETS := $(DATA)
 
 .PHONY: install openjpeg ffmpeg chromium benchmark lint test zoo zoo-balle2017 zoo-balle2018 zoo-minnen2018 zoo-wcae zoo-nowcae zoo-theis2017 leaderboard kodak-main kodak-supplement kodak-toderici kodak-anchors kodak-anchors-report kodak-coconet kodak kodak-report speed zoo-coconet bgd-decoder clean
 

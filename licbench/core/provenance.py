@@ -22,8 +22,10 @@ def git_revision() -> str:
 
 def portable(argument: str) -> str:
     """An argument with no machine path in it: a folder or file outside the working directory, bare or as
-    an override's value (``data.root=/data/sets/kodak``), is written as ``$DATA/<its name>``, the
-    Makefile's ``DATA`` variable (``data.root=$DATA/kodak``); paths inside the project stay as given."""
+    an override's value (``data.root=/data/sets/kodak``), is written under ``$DATA``, the Makefile's
+    ``DATA`` variable: by its path below the datasets folder ``LICBENCH_DATASETS`` names where it is inside
+    it (``--calibration $DATA/bsds500/train``), else by its name (``data.root=$DATA/kodak``); paths inside
+    the project stay as given."""
     key, sep, value = argument.partition("=")
     key, value = (key, value) if sep else ("", argument)
     if not value or not os.path.exists(value):
@@ -31,7 +33,8 @@ def portable(argument: str) -> str:
     path = Path(value).expanduser().resolve()
     if path.is_relative_to(Path.cwd().resolve()):
         return argument
-    return f"{key}{sep}$DATA/{path.name}"
+    datasets = Path(os.environ.get("LICBENCH_DATASETS") or path.parent).expanduser().resolve()
+    return f"{key}{sep}$DATA/{path.relative_to(datasets) if path.is_relative_to(datasets) else path.name}"
 
 
 def hydra_command(app: str) -> str:

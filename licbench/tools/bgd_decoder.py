@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from licbench.core import metrics
 from licbench.core.checkpoint import load_checkpoint
 from licbench.core.images import load_image
+from licbench.core.provenance import portable
 from licbench.lightning_modules import bgd
 from licbench.tools.determinism import image_files
 from licbench.tools.figures import write_figures
@@ -130,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         write_figures(args.out, "Product-quantized synthesis transform", "licbench.tools.bgd_decoder", table, argv, [
             f"{args.checkpoint}: {args.transform} ({float_bytes / 4:,.0f} parameters), {args.codewords} codewords per "
             f"transposed convolution (sub-vectors: its K x K kernels), {args.iterations} EM iterations on "
-            f"{args.crops} crops of {args.crop_size}² of {args.calibration}, {args.finetune_steps} fine-tuning steps",
-            f"RD: mean bpp and PSNR over {len(images)} images of {args.images}",
+            f"{args.crops} crops of {args.crop_size}² of {portable(args.calibration)}, "
+            f"{args.finetune_steps} fine-tuning steps",
+            f"RD: mean bpp and PSNR over {len(images)} images of {portable(args.images)}",
             "MB: 10^6 bytes; float32 parameters, or the packed codebooks (float16) and entropy-coded assignments "
             "plus the other parameters in float16"])
     return 0
