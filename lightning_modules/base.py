@@ -64,17 +64,20 @@ def fixed_threads(count: int | None):
 
 
 class ThreadInvariantConvolutions(TorchFunctionMode):
-    """Within the block, 1×1 convolutions run off oneDNN, so that a network's output is the same on any
-    CPU thread count. ATen gives a CPU convolution with a 1×1 kernel on a batch under 16 to oneDNN only
-    when more than one thread is set (its ``use_mkldnn`` heuristic), and the two backends sum in different
-    orders: GDN, a binarizer or an output layer gave other values in the last bit on 2 threads than on 1
-    (Ballé 2017 on kodim01: 8 of 1,179,648 decoded values by 1/255). Off oneDNN they are computed as on one
-    thread; oneDNN's k×k convolutions and transposed convolutions sum alike on any thread count (measured
-    for every codec and Kodak image by ``licbench.tools.determinism``)."""
+    """Within the block, 1×1 convolutions and every transposed convolution run off oneDNN, so that a
+    network's output is the same on any CPU thread count. ATen gives a CPU convolution with a 1×1 kernel on a
+    batch under 16 to oneDNN only when more than one thread is set (its ``use_mkldnn`` heuristic), and the two
+    backends sum in different orders: GDN, a binarizer or an output layer gave other values in the last bit on
+    2 threads than on 1 (Ballé 2017 on kodim01: 8 of 1,179,648 decoded values by 1/255). oneDNN's transposed
+    convolutions sum in a thread-dependent order for some shapes: WCAE's 32→32 3×3/2 layer on a 32×48 latent
+    of a portrait Kodak image (kodim04) did, so six of 24 images decoded differently on 2 threads. Off oneDNN
+    both are computed as on one thread; oneDNN's k×k convolutions sum alike on any thread count (measured for
+    every codec and Kodak image by ``licbench.tools.determinism``)."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is not F.conv2d or tuple(args[1].shape[-2:]) != (1, 1):
+        pointwise = func is F.conv2d and tuple(args[1].shape[-2:]) == (1, 1)
+        if not (pointwise or func is F.conv_transpose2d):
             return func(*args, **kwargs)
         before = torch.backends.mkldnn.set_flags(_enabled=False, _fp32_precision=None)[0]
         try:

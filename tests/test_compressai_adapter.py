@@ -16,7 +16,7 @@ from licbench.core.bitstream import Container
 from licbench.core.checkpoint import load_checkpoint, read_checkpoint
 from licbench.core.codec import CodecError
 from licbench.datamodules.synthetic import synthetic_image
-from licbench.lightning_modules.base import fixed_threads
+from licbench.lightning_modules.base import ThreadInvariantConvolutions, fixed_threads
 from licbench.lightning_modules.compressai_models import CompressAIModel
 from licbench.train.importing import read_state_dict
 
@@ -46,12 +46,14 @@ def trained_plainly(architecture: str, steps: int = 4, **widths) -> torch.nn.Mod
 
 
 def compressai_coding(net: torch.nn.Module, x: torch.Tensor) -> tuple[list[bytes], torch.Tensor]:
-    """CompressAI's own strings for ``x`` replicate-padded to the network's stride, and its decoding cropped."""
+    """CompressAI's own strings for ``x`` replicate-padded to the network's stride, and its decoding cropped:
+    its own code, its convolutions on the backends licbench codes with (:class:`ThreadInvariantConvolutions`,
+    so that the scales, and with them the strings, do not depend on the thread count)."""
     height, width = x.shape[1:]
     stride = net.downsampling_factor
     padded = F.pad(x[None], (0, -width % stride, 0, -height % stride), mode="replicate")
     net.update(force=True)
-    with torch.no_grad():
+    with torch.no_grad(), ThreadInvariantConvolutions():
         out = net.compress(padded)
         with fixed_threads(CompressAIModel.decode_threads):
             x_hat = net.decompress(out["strings"], out["shape"])["x_hat"]

@@ -64,3 +64,22 @@ def test_pointwise_convolutions_are_the_same_on_1_and_2_threads_and_onednn_is_re
     finally:
         torch.set_num_threads(before)
     assert torch.equal(*outputs)
+
+
+def test_transposed_convolutions_are_the_same_on_1_and_2_threads():
+    """WCAE's 32→32 3x3/2 transposed convolution on a portrait latent (kodim04's 32x48) summed in another order on
+    2 threads in oneDNN; in ThreadInvariantConvolutions it is the one-thread result, at that shape and others."""
+    generator = torch.Generator().manual_seed(0)
+    before = torch.get_num_threads()
+    for channels, height, width in [(32, 48, 32), (32, 32, 48), (128, 24, 16)]:
+        x = torch.randn(1, channels, height, width, generator=generator)
+        weight = torch.randn(channels, channels, 3, 3, generator=generator)
+        outputs = []
+        try:
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                with ThreadInvariantConvolutions():
+                    outputs.append(F.conv_transpose2d(x, weight, stride=2, padding=1, output_padding=1))
+        finally:
+            torch.set_num_threads(before)
+        assert torch.equal(*outputs), (channels, height, width)
