@@ -223,11 +223,11 @@ def write_tables(out_dir: Path, per_image: pd.DataFrame, rd: pd.DataFrame, failu
     write_atomic(out_dir / "per_image.csv", per_image.to_csv(index=False))
     write_atomic(out_dir / "rd.csv", rd.to_csv(index=False))
     write_atomic(out_dir / "failures.csv", failures.to_csv(index=False))
-    for codec in rd.codec.unique():
+    curves = {codec: out_dir / f"{codec}.json" for codec in rd.codec.unique()}
+    for codec, path in curves.items():
         description = f"licbench {codec} on {dataset}; {command}"
-        write_atomic(out_dir / f"{codec}.json",
-                     json.dumps(compressai_json(rd, codec, description, dataset), indent=2))
-    for stale in set(out_dir.glob("*.json")) - {out_dir / f"{codec}.json" for codec in rd.codec.unique()}:
+        write_atomic(path, json.dumps(compressai_json(rd, codec, description, dataset), indent=2))
+    for stale in set(out_dir.glob("*.json")) - set(curves.values()):
         if _licbench_curve(stale):  # an earlier run's curve of a codec this run does not have
             stale.unlink()
     write_atomic(out_dir / "command.txt", command_text(command, revision))

@@ -62,11 +62,11 @@ def rate_points(name: str, cfg: DictConfig, limits: Limits | None = None, device
             spec = OmegaConf.to_container(cfg, resolve=True)["checkpoints"]
             raise CodecError(f"codec {name}: no checkpoints match {spec}; train one there (licbench train "
                              f"ckpt_path=...) or name others with +codec_overrides.{name}.checkpoints=...")
-        points = cfg.get("points") or {}
+        points, elsewhere = cfg.get("points") or {}, torch.device(device).type != "cpu"
         codecs = []
         for path in paths:
             model = load_checkpoint(path, limits)
-            if torch.device(device).type != "cpu":
+            if elsewhere:
                 model = model.to(device)
             codecs += model.rate_points(**points)
         return codecs
