@@ -6,7 +6,7 @@ DATA   ?= ../shared/datasets
 # Figure files name a dataset by its path below DATA ($DATA/bsds500/train), never a machine path.
 export LICBENCH_DATASETS := $(DATA)
 
-.PHONY: install openjpeg ffmpeg chromium benchmark lint test zoo zoo-balle2017 zoo-balle2018 zoo-minnen2018 zoo-wcae zoo-nowcae zoo-theis2017 leaderboard kodak-main kodak-supplement kodak-toderici kodak-anchors kodak-anchors-report kodak-coconet kodak kodak-report speed zoo-coconet bgd-decoder clean
+.PHONY: install openjpeg ffmpeg chromium benchmark lint test zoo zoo-balle2017 zoo-balle2018 zoo-minnen2018 zoo-wcae zoo-nowcae zoo-theis2017 leaderboard kodak-main kodak-supplement kodak-toderici kodak-anchors kodak-anchors-report kodak-coconet kodak kodak-report speed zoo-coconet bgd-decoder robustness fuzz odd-images determinism clean
 
 install: $(STAMP)
 
@@ -155,6 +155,22 @@ speed: install
 bgd-decoder: install
 	$(PY) -m licbench.tools.bgd_decoder --checkpoint results/zoo/balle2017/balle2017-l0.013.ckpt \
 	    --calibration $(DATA)/bsds500/train --images $(DATA)/kodak --out results/bgd_decoder.md
+
+# The robustness tables (results/robustness/): the seeded fuzzer, odd images through the CLI, and
+# cross-thread determinism (fresh decoders on 1 and 2 threads) over every codec; Toderici (~0.5 s per
+# iteration and image) over the 24 Kodak images in its own table, CocoNet (a fit per encode) over 4.
+ROBUST_CODECS = jpeg,jpeg2000,webp,avif,jpegxl,hevc_intra,prakash2017,fmm,fmm_packed,balle2017,balle2018,minnen2018,theis2017,cheng2018,wcae,nowcae,jiang2017
+DETERMINISM = $(PY) -m licbench.tools.determinism --images $(DATA)/kodak --threads 1,2
+robustness: fuzz odd-images determinism
+fuzz: install
+	$(PY) -m licbench.tools.fuzz --minutes 20 --codecs $(ROBUST_CODECS),toderici2017,toderici2016,coconet,coconet_bgd \
+	    --out results/robustness/fuzz.md
+odd-images: install
+	$(PY) -m licbench.tools.oddimages --out results/robustness/odd_images.md
+determinism: install
+	$(DETERMINISM) --codecs $(ROBUST_CODECS) --out results/robustness/determinism.md
+	$(DETERMINISM) --codecs toderici2017,toderici2016 --out results/robustness/determinism-toderici.md
+	$(DETERMINISM) --codecs coconet,coconet_bgd --limit 4 --out results/robustness/determinism-coconet.md
 
 clean:
 	rm -rf outputs wandb .pytest_cache

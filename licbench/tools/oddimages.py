@@ -31,8 +31,7 @@ from licbench.core.images import load_image
 from licbench.core.zoo import codec_names
 from licbench.tools.figures import write_figures
 
-CODECS = ["jpeg", "jpeg2000", "webp", "avif", "jpegxl", "hevc_intra", "prakash2017", "fmm", "fmm_packed", "coconet",
-          "coconet_bgd", "balle2017", "theis2017", "jiang2017", "toderici2017", "cheng2018", "wcae"]
+CODECS = codec_names()  # the default: every codec
 BIG, BIG_MEGAPIXELS = "4000x3000", 12.0
 BASE = (75, 100)  # height, width of the images whose oddity is not their size
 
