@@ -6,7 +6,7 @@ DATA   ?= ../shared/datasets
 # Figure files name a dataset by its path below DATA ($DATA/bsds500/train), never a machine path.
 export LICBENCH_DATASETS := $(DATA)
 
-.PHONY: install openjpeg ffmpeg chromium benchmark lint test zoo zoo-balle2017 zoo-balle2018 zoo-minnen2018 zoo-wcae zoo-nowcae zoo-theis2017 leaderboard kodak-main kodak-supplement kodak-toderici kodak-anchors kodak-anchors-report kodak-coconet kodak kodak-report speed zoo-coconet bgd-decoder robustness fuzz odd-images determinism clean
+.PHONY: install openjpeg ffmpeg chromium benchmark lint test zoo zoo-balle2017 zoo-balle2018 zoo-minnen2018 zoo-wcae zoo-nowcae zoo-theis2017 leaderboard kodak-main kodak-supplement kodak-toderici kodak-anchors kodak-anchors-report kodak-coconet kodak kodak-report speed zoo-coconet zoo-fmm zoo-jiang2017 zoo-cheng2018 zoo-toderici2017 bgd-decoder robustness fuzz odd-images determinism clean
 
 install: $(STAMP)
 
@@ -59,7 +59,8 @@ test: install lint
 ZOO   ?= results/zoo
 TRAIN  = $(VENV)/bin/licbench train data.root=$(DATA)/bsds500 logger=none threads=1 skip_existing=true
 WARM   = model.lr=3.0e-4 model.warmup_steps=0
-zoo: zoo-balle2017 zoo-wcae zoo-nowcae zoo-theis2017 zoo-balle2018 zoo-minnen2018 zoo-coconet
+zoo: zoo-balle2017 zoo-wcae zoo-nowcae zoo-theis2017 zoo-balle2018 zoo-minnen2018 zoo-coconet zoo-fmm zoo-jiang2017 \
+	zoo-cheng2018 zoo-toderici2017
 # One point: $(1)'s experiment at lambda $(2) for CPU budget $(3), warm-started from its lambda $(4) point if given.
 define POINT
 $(TRAIN) experiment=$(1)_cpu model.lmbda=$(2) cpu_budget=$(3) $(if $(4),$(WARM) init_from=$(ZOO)/$(1)/$(1)-l$(4).ckpt) ckpt_path=$(ZOO)/$(1)/$(1)-l$(2).ckpt
@@ -94,6 +95,12 @@ zoo-theis2017: install  # 30 + 4 x 3 = 42 CPU-minutes: one model, then per-rate 
 	$(THEIS) model.lmbda=0.0025 ckpt_path=$(ZOO)/theis2017/theis2017-l0.0025.ckpt
 	$(THEIS) model.lmbda=0.00125 ckpt_path=$(ZOO)/theis2017/theis2017-l0.00125.ckpt
 	$(THEIS) model.lmbda=0.0006 ckpt_path=$(ZOO)/theis2017/theis2017-l0.0006.ckpt
+
+# The one-checkpoint methods, one run each for their experiment's budget (30 CPU-minutes): FMM (nothing
+# to learn), Jiang 2017 (a RecCNN over every inner quality), Cheng 2018 (one CAE; rates from B and K)
+# and Toderici 2017 (one RNN; rates from its iterations).
+zoo-fmm zoo-jiang2017 zoo-cheng2018 zoo-toderici2017: zoo-%: install
+	$(TRAIN) experiment=$*_cpu ckpt_path=$(ZOO)/$*/$*.ckpt
 
 # CocoNet fits a network to each image when it encodes: its checkpoint holds the entropy tables alone.
 zoo-coconet: install
