@@ -48,8 +48,9 @@ benchmark: install
 lint: install
 	$(VENV)/bin/ruff check .
 
+# Two pytest workers (pytest-xdist), one thread each: the tests' own processes set their thread counts.
 test: install lint
-	LICBENCH_DATASETS=$(DATA) $(PY) -m pytest -q
+	OMP_NUM_THREADS=1 LICBENCH_DATASETS=$(DATA) $(PY) -m pytest -q -n 2
 
 # The zoo: each method's curve trained on BSDS500 train under one declared CPU-time budget (the sum
 # of a curve's points at most 2 CPU-hours; one thread a job; CPU time, so a loaded machine only takes
