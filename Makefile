@@ -6,7 +6,7 @@ DATA   ?= ../shared/datasets
 # Figure files name a dataset by its path below DATA ($DATA/bsds500/train), never a machine path.
 export LICBENCH_DATASETS := $(DATA)
 
-.PHONY: install openjpeg ffmpeg chromium benchmark lint test zoo zoo-balle2017 zoo-balle2018 zoo-minnen2018 zoo-wcae zoo-nowcae zoo-theis2017 leaderboard kodak-main kodak-supplement kodak-toderici kodak-anchors kodak-anchors-report kodak-coconet kodak kodak-report speed zoo-coconet zoo-fmm zoo-jiang2017 zoo-cheng2018 zoo-toderici2017 bgd-decoder robustness fuzz odd-images determinism clean
+.PHONY: install openjpeg ffmpeg chromium benchmark lint test zoo zoo-balle2017 zoo-balle2018 zoo-minnen2018 zoo-wcae zoo-nowcae zoo-theis2017 leaderboard kodak-main kodak-supplement kodak-toderici kodak-anchors kodak-anchors-report kodak-coconet kodak kodak-report speed zoo-coconet zoo-fmm zoo-jiang2017 zoo-cheng2018 zoo-toderici2017 train-speed bgd-decoder robustness fuzz odd-images determinism clean
 
 install: $(STAMP)
 
@@ -158,6 +158,10 @@ speed: install
 	$(PY) -m licbench.tools.speed --image $(DATA)/kodak/kodim01.png --checkpoint $$(ls results/zoo/balle2017/*.ckpt | head -1) --out results/speed.md
 	$(PY) -m licbench.tools.suite_speed --images $(DATA)/kodak --out results/suite_speed.md
 	$(PY) -m licbench.tools.coding_time --image $(DATA)/kodak/kodim01.png --codecs $(TIMED_CODECS) --out results/coding_time.md
+	$(PY) -m licbench.tools.toderici_speed --image $(DATA)/kodak/kodim01.png --large --out results/toderici_speed.md
+# Training throughput per CPU-minute, float32 against bf16 autocast, and RD at equal steps on BSDS500 val.
+train-speed: install
+	$(PY) -m licbench.tools.train_speed --data $(DATA)/bsds500 --steps 60 --val-images 8 --out results/train_speed.md
 
 # Stock et al.'s product quantization of Ballé 2017's synthesis transform, calibrated on BSDS500 train.
 bgd-decoder: install

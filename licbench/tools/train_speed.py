@@ -22,7 +22,8 @@ import torch
 
 from licbench.tools.figures import publish
 
-METHODS = ["balle2017", "theis2017", "cheng2018", "wcae", "nowcae", "toderici2017", "jiang2017"]
+METHODS = ["balle2017", "balle2018", "minnen2018", "theis2017", "cheng2018", "wcae", "nowcae", "toderici2017",
+           "jiang2017"]
 LICBENCH = str(Path(sys.executable).with_name("licbench"))
 
 
