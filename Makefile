@@ -122,9 +122,11 @@ ANCHORS = [jpeg,jpeg2000,balle2017]
 KODAK = $(VENV)/bin/licbench benchmark data=kodak data.root=$(DATA)/kodak logger=none crop_image=kodim23
 REPORT = $(VENV)/bin/licbench report dataset=kodak
 leaderboard: kodak-main kodak-supplement kodak-toderici kodak-anchors kodak-coconet
+# kodak-main: two image shards side by side on the local launcher (a thread each), merged into results/kodak.
 kodak-main: install
-	$(KODAK) codecs=$(KODAK_CODECS) references=$(KODAK_REFERENCES) anchors=$(ANCHORS) metrics=ctc \
-	    out_dir=results/kodak
+	$(KODAK) -m launcher=local data.shard=1/2,2/2 codecs=$(KODAK_CODECS) references=$(KODAK_REFERENCES) \
+	    anchors=$(ANCHORS) metrics=ctc out_dir=outputs/kodak-main
+	$(REPORT) in_dir=outputs/kodak-main out_dir=results/kodak references=$(KODAK_REFERENCES) anchors=$(ANCHORS)
 kodak-supplement: install
 	$(KODAK) codecs=[jpeg,fmm,fmm_packed] out_dir=results/kodak-supplement
 kodak-toderici: install

@@ -1,5 +1,6 @@
 """The benchmark in shards over Hydra's launchers, and one merge: the same rows and figures as one
 process, a killed shard completed by a rerun, a missing or conflicting shard named."""
+import json
 import os
 import shutil
 import textwrap
@@ -44,6 +45,32 @@ def test_merged_shards_give_the_rows_and_figures_of_one_process(sweep_and_single
     bd = [c for c in boards[1].columns if c.startswith("BD-")]
     pd.testing.assert_frame_equal(boards[0][bd], boards[1][bd])
     assert (sweep / "jpeg.json").is_file() and "merged from 4 shards" in (sweep / "summary.md").read_text()
+
+
+def test_the_merge_carries_the_crops_and_goes_where_out_dir_says(sweep_and_single, tmp_path):
+    sweep, single = sweep_and_single
+    elsewhere = tmp_path / "merged"
+    run_cli("report", f"in_dir={sweep}", f"out_dir={elsewhere}", cwd=tmp_path)
+    for table in ("per_image.csv", "rd.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(elsewhere / table), pd.read_csv(sweep / table))
+    assert (elsewhere / "leaderboard.html").is_file() and not shards.shard_dirs(elsewhere)
+    index = json.loads((single / "crops" / "crops.json").read_text())
+    files = {entry["file"] for entries in index["targets"].values() for entry in entries}
+    assert {"jpeg_0.25.png", "webp_0.5.png"} <= files
+    for merged in (sweep, elsewhere):
+        assert json.loads((merged / "crops" / "crops.json").read_text()) == index
+        assert all((merged / "crops" / f).read_bytes() == (single / "crops" / f).read_bytes() for f in files)
+    holding = [d for d in shards.shard_dirs(sweep) if (d / "crops").is_dir()]
+    assert len(holding) == 2 and all("1_2" in d.name for d in holding)  # one image shard holds the first image
+
+
+def test_a_crop_image_the_dataset_lacks_is_refused_before_measuring(tmp_path):
+    proc = run_cli("benchmark", *BASE, "codecs=[jpeg]", "crop_image=kodim99", f"out_dir={tmp_path / 'out'}",
+                   f"hydra.run.dir={tmp_path / 'hydra'}", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "crop_image=kodim99 is not among the dataset's images" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out" / "per_image.csv").exists()
+    proc = run_cli("report", f"in_dir={tmp_path}", f"out_dir={tmp_path / 'merged'}", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "holds no shards: drop out_dir=" in proc.stderr
 
 
 def test_a_missing_shard_and_two_shards_that_disagree_are_named(sweep_and_single, tmp_path):
@@ -120,3 +147,11 @@ def test_the_slurm_form_composes_for_the_benchmark(tmp_path):
     assert launcher["_target_"].endswith("SlurmLauncher") and launcher["partition"] == "cpu"
     assert cfg.data.shard == "1/4" and cfg.hydra.sweep.dir == str(tmp_path)
     assert os.path.basename(launcher["submitit_folder"]).startswith("%j")
+
+
+def test_a_job_with_many_overrides_gets_a_short_directory_that_a_rerun_finds_again():
+    overrides = "codecs=[" + ",".join(["jpeg2000"] * 40) + "],data.root=sets/kodak,data.shard="
+    first, second = (resolvers.path_safe(overrides + shard) for shard in ("1/2", "2/2"))
+    assert len(first) <= resolvers.MAX_NAME and "/" not in first and first != second
+    assert first == resolvers.path_safe(overrides + "1/2")
+    assert resolvers.path_safe("data.shard=1/2") == "data.shard=1_2"

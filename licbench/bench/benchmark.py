@@ -199,7 +199,9 @@ def _run_benchmark(cfg: DictConfig, out_dir: Path) -> Path:
     with tracking.run(cfg.logger, cfg, job_type="benchmark") as wb:
         configs = configured_codecs(cfg)
         compare = report.comparisons(cfg, data.name, configs)  # a bad reference or claim fails before measuring
-        images = shards.select(list(data.images()), shard)
+        dataset = list(data.images())
+        crop = crops.crop_image(dataset, cfg.get("crop_image"))  # every shard crops the same image, or none
+        images = shards.select(dataset, shard)
         notes = sorted({f"{name}: {note}" for name, _, note in images if note})
         codecs = {name: rate_points(name, codec_cfg, Limits.from_config(cfg), device)
                   for name, codec_cfg in configs.items()}
@@ -218,7 +220,7 @@ def _run_benchmark(cfg: DictConfig, out_dir: Path) -> Path:
         timed = timing.time_codecs(codecs, images, cfg.get("timing") or {})
         facts = {label: {**codec_facts(points), "timing": timed.get(label)} for label, points in codecs.items()}
         report.write_index(out_dir, data.name, facts, shard)
-        index = crops.write_crops(codecs, images, per_image, out_dir, cfg.get("crop_image"))
+        index = crops.write_crops(codecs, images, per_image, out_dir, crop)
         results = report.Results(per_image, rd, facts, report.command_text(command, revision), index, data.name)
         board, paths = report.write_leaderboard(results, out_dir, compare)
         plots = {name: paths[name] for name in ("rd_psnr", "rd_msssim")}

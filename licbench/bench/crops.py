@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from licbench.core.atomic import write_atomic
-from licbench.core.codec import Codec
+from licbench.core.codec import Codec, CodecError
 from licbench.core.images import save_image
 
 TARGETS = (0.25, 0.5)
@@ -28,21 +29,34 @@ def nearest(rows: pd.DataFrame, target: float) -> int:
     return int((rows.bpp.map(math.log) - math.log(target)).abs().to_numpy().argmin())
 
 
+def crop_image(images: list[tuple[str, torch.Tensor, str]], name: str | None) -> str | None:
+    """The crops' image: ``name``, or the first of the dataset's ``images`` (all of them, before a shard takes
+    its slice, so that every shard agrees on it); a name the dataset lacks is refused before anything is
+    measured."""
+    names = [n for n, _, _ in images]
+    if name is not None and name not in names:
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise CodecError(f"crop_image={name} is not among the dataset's images ({shown}): name one of them, or "
+                         "crop_image=null for the first")
+    return name if name is not None else next(iter(names), None)
+
+
 def write_crops(codecs: dict[str, list[Codec]], images: list[tuple[str, torch.Tensor, str]], per_image: pd.DataFrame,
-                out_dir: Path, image: str | None = None, size: int = 192) -> dict:
-    """PNG crops (centre ``size``²) under ``out_dir/crops`` and their index ``crops.json``, the only crops left
-    there; returns the index."""
-    name, x = next(((n, x) for n, x, _ in images if image in (None, n)), (None, None))
+                out_dir: Path, image: str | None, size: int = 192) -> dict | None:
+    """PNG crops (centre ``size``²) of ``image`` under ``out_dir/crops`` and their index ``crops.json``; returns
+    the index, or None where ``image`` is not among ``images`` (an image shard that does not hold it)."""
+    x = next((x for n, x, _ in images if n == image), None)
     if x is None:
-        raise ValueError(f"crop image {image!r} is not among the benchmark images")
+        shutil.rmtree(out_dir / "crops", ignore_errors=True)  # an earlier run's crops of another image
+        return None
     folder = out_dir / "crops"
     folder.mkdir(parents=True, exist_ok=True)
     height, width = x.shape[1:]
     top, left = max((height - size) // 2, 0), max((width - size) // 2, 0)
     window = (slice(None), slice(top, top + size), slice(left, left + size))
     save_image(x[window], folder / ORIGINAL)
-    index = {"image": name, "window": [top, left, size], "targets": {}}
-    rows = per_image[per_image.image == name]
+    index = {"image": image, "window": [top, left, size], "targets": {}}
+    rows = per_image[per_image.image == image]
     for target in TARGETS:
         entries = [{"file": ORIGINAL, "caption": "original"}]
         for label, points in codecs.items():
@@ -55,9 +69,15 @@ def write_crops(codecs: dict[str, list[Codec]], images: list[tuple[str, torch.Te
             save_image(codec.decode(codec.encode(x))[window], folder / file)
             entries.append({"file": file, "caption": f"{label} @ {row.rate}: {row.bpp:.3f} bpp, {row.psnr:.2f} dB"})
         index["targets"][str(target)] = entries
+    return write_index(folder, index)
+
+
+def write_index(folder: Path, index: dict) -> dict:
+    """``index`` as ``folder/crops.json``, and the crops it does not name removed from ``folder`` (an earlier
+    run's crops of codecs this one does not have); returns the index."""
     write_atomic(folder / "crops.json", json.dumps(index, indent=2))
     kept = {entry["file"] for entries in index["targets"].values() for entry in entries}
-    for stale in folder.glob("*.png"):  # an earlier run's crops of codecs this run does not have
+    for stale in folder.glob("*.png"):
         if stale.name not in kept:
             stale.unlink()
     return index

@@ -452,14 +452,18 @@ def codec_configs(cfg: DictConfig, names) -> dict[str, DictConfig]:
 def run_report(cfg: DictConfig) -> dict[str, Path]:
     """``licbench report in_dir=OUT``: the leaderboard of a benchmark directory, rebuilt from its files
     against the configured comparisons, with this command and its git revision beside the benchmark's;
-    OUT a sweep of benchmark shards (:mod:`licbench.bench.shards`): their merge first, into OUT.
-    A directory from before the index was ``codecs.yaml`` gets its ``codecs.json`` renamed (with
-    ``dataset=``, when given, recorded)."""
-    in_dir = Path(cfg.in_dir)
+    OUT a sweep of benchmark shards (:mod:`licbench.bench.shards`): their merge first, into OUT or into
+    ``out_dir``. A directory from before the index was ``codecs.yaml`` gets its ``codecs.json`` renamed
+    (with ``dataset=``, when given, recorded)."""
+    sweep = Path(cfg.in_dir)
+    in_dir = Path(cfg.get("out_dir") or sweep)
     command, revision = hydra_command("report"), git_revision()
     made_by = command_text(command, revision)
-    if shards.shard_dirs(in_dir):  # a sweep of benchmark shards: merged into in_dir first
-        shards.write_merge(in_dir, command, revision, leaderboard.check_anchors(cfg.anchors)[0])
+    if shards.shard_dirs(sweep):  # a sweep of benchmark shards: merged first
+        shards.write_merge(sweep, in_dir, command, revision, leaderboard.check_anchors(cfg.anchors)[0])
+    elif in_dir != sweep:
+        raise CodecError(f"out_dir= is where a sweep of benchmark shards is merged, and {sweep} holds no shards: "
+                         "drop out_dir= to rebuild its leaderboard in place")
     results = read(in_dir)
     if cfg.get("dataset") and results.dataset and cfg.dataset != results.dataset:
         raise CodecError(f"{in_dir} is a benchmark on {results.dataset}, not dataset={cfg.dataset}")

@@ -6,16 +6,19 @@ I-th). ``licbench benchmark -m ... launcher=local|slurm out_dir=SWEEP`` runs eac
 folder ``SWEEP/<the job's overrides>``, resumable as a single run is. ``licbench report
 in_dir=SWEEP`` merges them (:func:`merge`): the shards' per-image rows, refusing two shards that
 measured one (codec, rate, image) differently and naming the shards that are missing or
-unfinished, then writes the same tables, JSON, plots and leaderboard a single benchmark writes.
+unfinished, then writes the same tables, JSON, crops, plots and leaderboard a single benchmark writes.
 """
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
 from omegaconf import OmegaConf
 
+from licbench.bench import crops
 from licbench.core import quality
 from licbench.core.codec import CodecError
 
@@ -114,9 +117,10 @@ def merge(sweep: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict, str | None, li
             datasets.pop(), commands)
 
 
-def write_merge(sweep: Path, command: str, revision: str, anchor: str) -> None:
-    """The merged shards' tables, JSON, summary and codec index in ``sweep``, as a single benchmark
-    writes them (the leaderboard follows in ``licbench report``)."""
+def write_merge(sweep: Path, out_dir: Path, command: str, revision: str, anchor: str) -> None:
+    """The merged shards of ``sweep``: their tables, JSON, summary, codec index and crops in ``out_dir``
+    (``sweep`` itself, or a folder of its own), as a single benchmark writes them (the leaderboard follows
+    in ``licbench report``)."""
     from licbench.bench import report
     from licbench.bench.benchmark import FAILURE_COLUMNS, aggregate, columns
 
@@ -128,6 +132,32 @@ def write_merge(sweep: Path, command: str, revision: str, anchor: str) -> None:
         ["codec", "rate", "image"], key=lambda c: c.map(order) if c.name == "codec" else c, kind="stable")
     failures = failures.reindex(columns=FAILURE_COLUMNS)
     notes = [f"merged from {len(commands)} shards: " + " | ".join(c.replace("\n", " ") for c in commands)]
-    report.write_tables(sweep, per_image.reset_index(drop=True), aggregate(per_image), failures, dataset, command,
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report.write_tables(out_dir, per_image.reset_index(drop=True), aggregate(per_image), failures, dataset, command,
                         revision, notes, [], anchor)
-    report.write_index(sweep, dataset, facts)
+    report.write_index(out_dir, dataset, facts)
+    merge_crops(sweep, out_dir)
+
+
+def merge_crops(sweep: Path, out_dir: Path) -> None:
+    """The crops of the shards of ``sweep`` that hold the crop image (one per codec shard) as one index in
+    ``out_dir/crops``, codecs in the shards' order."""
+    found = [(f, json.loads((f / "crops" / "crops.json").read_text())) for f in shard_dirs(sweep)
+             if (f / "crops" / "crops.json").is_file()]
+    if not found:
+        return
+    images = {index["image"] for _, index in found}
+    if len(images) > 1:
+        raise CodecError(f"shards of {sweep} cropped different images ({', '.join(sorted(images))}): rerun them "
+                         "with one crop_image=")
+    folder = out_dir / "crops"
+    folder.mkdir(exist_ok=True)
+    merged = {**found[0][1], "targets": {}}
+    for shard, index in found:
+        for target, entries in index["targets"].items():
+            kept = merged["targets"].setdefault(target, [])
+            for entry in entries:
+                if entry["file"] not in {e["file"] for e in kept}:
+                    shutil.copyfile(shard / "crops" / entry["file"], folder / entry["file"])
+                    kept.append(entry)
+    crops.write_index(folder, merged)
