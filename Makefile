@@ -127,6 +127,7 @@ kodak-main: install
 	$(KODAK) -m launcher=local data.shard=1/2,2/2 codecs=$(KODAK_CODECS) references=$(KODAK_REFERENCES) \
 	    anchors=$(ANCHORS) metrics=ctc out_dir=outputs/kodak-main
 	$(REPORT) in_dir=outputs/kodak-main out_dir=results/kodak references=$(KODAK_REFERENCES) anchors=$(ANCHORS)
+	$(PY) -m licbench.tools.screenshot results/kodak/leaderboard.html --out results/kodak/report.png
 kodak-supplement: install
 	$(KODAK) codecs=[jpeg,fmm,fmm_packed] out_dir=results/kodak-supplement
 kodak-toderici: install
@@ -150,6 +151,7 @@ kodak: leaderboard
 
 kodak-report: install kodak-anchors-report
 	$(REPORT) in_dir=results/kodak references=$(KODAK_REFERENCES) anchors=$(ANCHORS)
+	$(PY) -m licbench.tools.screenshot results/kodak/leaderboard.html --out results/kodak/report.png
 	$(REPORT) in_dir=results/kodak-supplement
 	$(REPORT) in_dir=results/kodak-toderici
 

@@ -175,3 +175,17 @@ def test_every_codec_of_the_kodak_leaderboard_has_its_own_colour():
     drawn = interactive.data(results, report.Comparisons(anchors=["jpeg"]), {"psnr": "PSNR"})["codecs"]
     assert len(drawn) == results.rd.codec.nunique() > 10
     assert len({codec["colour"] for codec in drawn}) == len(drawn)
+
+
+def test_the_readme_screenshot_is_the_drawn_rd_and_per_image_plots(bench, tmp_path):
+    if CHROMIUM is None:
+        pytest.skip("no Chromium installed (Debian: apt-get install chromium): the page is not opened in a browser")
+    from PIL import Image
+
+    from licbench.tools import screenshot
+
+    screenshot.shoot(bench / "leaderboard.html", tmp_path / "shot.png")
+    shot = Image.open(tmp_path / "shot.png").convert("L")
+    width, height = shot.size
+    assert width > 1000 and height > 900  # two plots of 480 px, one above the other
+    assert shot.getextrema()[0] < 100  # the curves and axes are drawn, not a blank page
