@@ -143,9 +143,12 @@ kodak-anchors: install
 kodak-anchors-report: install
 	$(REPORT) in_dir=results/kodak-anchors references=$(ANCHOR_REFERENCES) anchors=$(ANCHORS)
 
-# CocoNet's encode is a fit (~10-35 CPU-s per image and point): no timing pass.
+# CocoNet's encode is a fit (~10-35 CPU-s per image and point): no timing pass. Its anchors: JPEG, and
+# CocoNet's scalar quantizer, against which coconet_bgd shows what Stock et al.'s quantizer buys.
+COCONET_ANCHORS = [jpeg,coconet]
 kodak-coconet: install
-	$(KODAK) codecs=[jpeg,coconet,coconet_bgd] out_dir=results/kodak-coconet threads=1 timing=off
+	$(KODAK) codecs=[jpeg,coconet,coconet_bgd] anchors=$(COCONET_ANCHORS) out_dir=results/kodak-coconet threads=1 \
+	    timing=off
 
 kodak: leaderboard
 
@@ -154,6 +157,7 @@ kodak-report: install kodak-anchors-report
 	$(PY) -m licbench.tools.screenshot results/kodak/leaderboard.html --out results/kodak/report.png
 	$(REPORT) in_dir=results/kodak-supplement
 	$(REPORT) in_dir=results/kodak-toderici
+	$(REPORT) in_dir=results/kodak-coconet anchors=$(COCONET_ANCHORS)
 
 # Speed figures (not tests): overheads against compressai and a bare PyTorch loop, the benchmark
 # stage against compressai.utils.bench, and each codec's encode+decode time on one Kodak image.
