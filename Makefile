@@ -119,13 +119,15 @@ KODAK_CODECS ?= [jpeg,jpeg2000,webp,avif,jpegxl,hevc_intra,balle2017,balle2018,t
 KODAK_REFERENCES ?= [jpeg,jpeg2000,bpg_444_x265_ycbcr]
 # The BD anchors: the classic pair, and Ballé 2017 for the hyperprior models trained at its budget.
 ANCHORS = [jpeg,jpeg2000,balle2017]
-KODAK = $(VENV)/bin/licbench benchmark data=kodak data.root=$(DATA)/kodak logger=none crop_image=kodim23
+KODAK_DATA = data=kodak data.root=$(DATA)/kodak logger=none crop_image=kodim23
+KODAK = $(VENV)/bin/licbench benchmark $(KODAK_DATA)
+KODAK_SHARDS = $(VENV)/bin/licbench benchmark -m launcher=local data.shard=1/2,2/2 $(KODAK_DATA)
 REPORT = $(VENV)/bin/licbench report dataset=kodak
 leaderboard: kodak-main kodak-supplement kodak-toderici kodak-anchors kodak-coconet
 # kodak-main: two image shards side by side on the local launcher (a thread each), merged into results/kodak.
 kodak-main: install
-	$(KODAK) -m launcher=local data.shard=1/2,2/2 codecs=$(KODAK_CODECS) references=$(KODAK_REFERENCES) \
-	    anchors=$(ANCHORS) metrics=ctc out_dir=outputs/kodak-main
+	$(KODAK_SHARDS) codecs=$(KODAK_CODECS) references=$(KODAK_REFERENCES) anchors=$(ANCHORS) metrics=ctc \
+	    out_dir=outputs/kodak-main
 	$(REPORT) in_dir=outputs/kodak-main out_dir=results/kodak references=$(KODAK_REFERENCES) anchors=$(ANCHORS)
 	$(PY) -m licbench.tools.screenshot results/kodak/leaderboard.html --out results/kodak/report.png
 kodak-supplement: install
