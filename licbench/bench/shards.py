@@ -152,12 +152,10 @@ def merge_crops(sweep: Path, out_dir: Path) -> None:
                          "with one crop_image=")
     folder = out_dir / "crops"
     folder.mkdir(exist_ok=True)
-    merged = {**found[0][1], "targets": {}}
+    targets: dict[str, dict[str, dict]] = {}  # per target, each crop file's entry once, in the shards' order
     for shard, index in found:
         for target, entries in index["targets"].items():
-            kept = merged["targets"].setdefault(target, [])
             for entry in entries:
-                if entry["file"] not in {e["file"] for e in kept}:
+                if targets.setdefault(target, {}).setdefault(entry["file"], entry) is entry:
                     shutil.copyfile(shard / "crops" / entry["file"], folder / entry["file"])
-                    kept.append(entry)
-    crops.write_index(folder, merged)
+    crops.write_index(folder, {**found[0][1], "targets": {t: list(e.values()) for t, e in targets.items()}})
