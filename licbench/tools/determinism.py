@@ -6,8 +6,9 @@ For each codec (a codec name as in ``codecs=[...]``, at its lowest and highest r
 bytes must be identical — and decode; then decode the same streams in a fresh process per thread
 count of ``--threads`` and compare the decoded float tensors bit for bit. Each fresh process also
 times its decodes as licbench decodes (on the process's threads, thread-invariant convolutions) against
-decodes pinned to one thread (``LearnedCodec.decode_threads = 1``, licbench's earlier mechanism). Prints and writes a
-Markdown table (command and git revision on top); the exit status is 1 if anything differs.
+decodes pinned to one thread (``LearnedCodec.decode_threads = 1``, licbench's earlier mechanism) and against
+decodes on the backends PyTorch picks (what the thread invariance costs; their pixels are not compared). Prints
+and writes a Markdown table (command and git revision on top); the exit status is 1 if anything differs.
 """
 from __future__ import annotations
 
@@ -19,17 +20,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import torch
 
 from licbench.core.codec import CodecError
 from licbench.core.images import IMAGE_SUFFIXES, load_image
 from licbench.core.zoo import extreme_points, named_rate_points
+from licbench.lightning_modules.base import LearnedCodec, ThreadInvariantConvolutions
 from licbench.tools.figures import write_figures
 
 FRESH_SECONDS = 3600  # a fresh process decoding every stream
+#: decode modes timed in the fresh process: LearnedCodec.decode_threads (None: as licbench decodes) and
+#: whether ThreadInvariantConvolutions keeps convolutions off oneDNN
+MODES = {"pinned": (1, True), "licbench": (LearnedCodec.decode_threads, True),
+         "torch": (LearnedCodec.decode_threads, False)}
 
 
 @dataclass
@@ -40,7 +48,7 @@ class Row:
     streams: list[tuple[int, str, str]] = field(default_factory=list)  # rate point, stream file, label
     byte_mismatches: list[str] = field(default_factory=list)
     pixel_mismatches: dict[int, list[str]] = field(default_factory=dict)  # thread count: streams
-    decode_seconds: dict[int, tuple[float, float]] = field(default_factory=dict)  # pinned to 1 thread, licbench
+    decode_seconds: dict[int, list[float]] = field(default_factory=dict)  # thread count: median per mode of MODES
 
 
 def image_files(directory: str | Path) -> list[Path]:
@@ -81,7 +89,7 @@ def decode_fresh(rows: list[Row], work: Path, threads: int) -> None:
         raise CodecError(f"the fresh decoding process failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
     seconds = json.loads((work / f"seconds-{threads}.json").read_text())
     for row in rows:
-        row.decode_seconds[threads] = tuple(seconds[row.codec])
+        row.decode_seconds[threads] = seconds[row.codec]
         row.pixel_mismatches[threads] = []
         for _, stream, label in row.streams:
             here, fresh = (torch.load(Path(stream).with_suffix(end), weights_only=True)
@@ -90,37 +98,43 @@ def decode_fresh(rows: list[Row], work: Path, threads: int) -> None:
                 row.pixel_mismatches[threads].append(label)
 
 
-def decode_manifest(manifest: str, threads: int) -> None:
-    """The fresh process: decode each listed stream with its codec's rate point and save the tensor;
-    time each decode as licbench decodes and pinned to one thread."""
-    from licbench.lightning_modules.base import LearnedCodec
+def torch_backends(invariant: bool):
+    """Within the block, :class:`ThreadInvariantConvolutions` as it is, or (``invariant=False``) a pass-through
+    that leaves every convolution on the backend PyTorch picks."""
+    if invariant:
+        return nullcontext()
+    return mock.patch.object(ThreadInvariantConvolutions, "__torch_function__",
+                             lambda self, func, types, args=(), kwargs=None: func(*args, **(kwargs or {})))
 
+
+def decode_manifest(manifest: str, threads: int) -> None:
+    """The fresh process: decode each listed stream with its codec's rate point and save the tensor
+    decoded as licbench decodes; time each decode in every mode of :data:`MODES`."""
     torch.set_num_threads(threads)
-    codecs, seconds, licbench = json.loads(Path(manifest).read_text()), {}, LearnedCodec.decode_threads
+    codecs, seconds = json.loads(Path(manifest).read_text()), {}
     with torch.inference_mode():
         for name, streams in codecs.items():
-            points, times = extreme_points(named_rate_points([name])[name]), {"pinned": [], "licbench": []}
+            points, times = extreme_points(named_rate_points([name])[name]), {mode: [] for mode in MODES}
             for point, stream, _ in streams:
                 data = Path(stream).read_bytes()
-                for mode in ("pinned", "licbench"):
-                    LearnedCodec.decode_threads = 1 if mode == "pinned" else licbench
-                    start = time.perf_counter()
-                    x_hat = points[point].decode(data)
-                    times[mode].append(time.perf_counter() - start)
+                for mode, (decode_threads, invariant) in MODES.items():
+                    with mock.patch.object(LearnedCodec, "decode_threads", decode_threads), torch_backends(invariant):
+                        start = time.perf_counter()
+                        x_hat = points[point].decode(data)
+                        times[mode].append(time.perf_counter() - start)
                     if mode == "licbench":
                         torch.save(x_hat.clone(), Path(stream).with_suffix(f".fresh{threads}.pt"))
-            seconds[name] = [statistics.median(times["pinned"]), statistics.median(times["licbench"])]
-    LearnedCodec.decode_threads = licbench
+            seconds[name] = [statistics.median(times[mode]) for mode in MODES]
     (Path(manifest).parent / f"seconds-{threads}.json").write_text(json.dumps(seconds))
 
 
 def markdown(rows: list[Row], threads: list[int]) -> str:
     counts = " | ".join(f"pixel mismatches, {n} thread{'s' * (n > 1)}" for n in threads)
-    times = " | ".join(f"decode ms, {n} thr.: pinned to 1 / licbench" for n in threads)
+    times = " | ".join(f"decode ms, {n} thr.: pinned to 1 / licbench / torch's backends" for n in threads)
     lines = [f"| codec | rate points | images | streams | byte mismatches | {counts} | {times} |",
              "|---|---|---|---|---|" + "---|" * 2 * len(threads)]
     for r in rows:
-        cost = " | ".join("{:.0f} / {:.0f}".format(*(1000 * t for t in r.decode_seconds[n])) for n in threads)
+        cost = " | ".join(" / ".join(f"{1000 * t:.0f}" for t in r.decode_seconds[n]) for n in threads)
         lines.append(f"| {r.codec} | {', '.join(r.rates)} | {r.images} | {len(r.streams)} | {len(r.byte_mismatches)} "
                      f"| {' | '.join(str(len(r.pixel_mismatches[n])) for n in threads)} | {cost} |")
     for r in rows:
@@ -168,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
             "compared bit for bit); lowest and highest rate point of each codec",
             "decode ms: median per stream in the fresh process, 'licbench' as licbench decodes (on the "
             "process's threads, thread-invariant convolutions), 'pinned to 1' with learned codecs' decoding on "
-            "one thread (LearnedCodec.decode_threads = 1, the earlier mechanism)"])
+            "one thread (LearnedCodec.decode_threads = 1, the earlier mechanism), 'torch's backends' on the process's "
+            "threads with every convolution on the backend PyTorch picks (what the thread invariance costs; the "
+            "pixels of that mode are not compared)"])
     return int(any(r.byte_mismatches or any(r.pixel_mismatches.values()) for r in rows))
 
 
