@@ -48,12 +48,16 @@ def memory_format(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
-def banded_conv(conv: nn.Conv2d, x: torch.Tensor, top: int, bottom: int) -> torch.Tensor:
+def banded_conv(conv: nn.Conv2d, x: torch.Tensor, top: int, bottom: int,
+                above: torch.Tensor | None = None) -> torch.Tensor:
     """Output rows ``[top, bottom)`` of ``conv(x)`` (zero padding) from the band of ``x`` they read, in
-    ``x``'s layout: the same values as the whole convolution's (its zero rows written out at the edges)."""
+    ``x``'s layout: the same values as the whole convolution's (its zero rows written out at the edges).
+    ``above``: the rows of ``x`` just above the band, in place of those ``x`` holds now."""
     (stride, _), (kernel, _), (padding, side) = conv.stride, conv.kernel_size, conv.padding
     first, last = top * stride - padding, (bottom - 1) * stride - padding + kernel  # input rows [first, last)
     band = x[:, :, max(first, 0):min(last, x.shape[2])]
+    if above is not None and first >= 0:
+        band = torch.cat([above, band[:, :, above.shape[2]:]], dim=2)
     band = F.pad(band, (0, 0, max(-first, 0), max(last - x.shape[2], 0))).contiguous(memory_format=memory_format(x))
     return F.conv2d(band, conv.weight, conv.bias, conv.stride, (0, side))
 
@@ -61,8 +65,9 @@ def banded_conv(conv: nn.Conv2d, x: torch.Tensor, top: int, bottom: int) -> torc
 class ConvLSTM(nn.Module):
     """A convolutional LSTM cell: gates from a (strided) 3×3 conv of the input plus a conv of h.
     The state ``(h, c)`` starts at zero (``state=None``). Without gradients, ``rows`` computes the
-    gates that many output rows at a time, so that the memory they take is a band's, not the image's;
-    the state is the one the whole image gives."""
+    gates that many output rows at a time, so that the memory they take is a band's, not the image's,
+    and updates the state in place (the rows of the old h that the next band's hidden conv reads above
+    it are kept aside); the state is the one the whole image gives."""
 
     def __init__(self, inputs: int, hidden: int, stride: int = 1, hidden_kernel: int = 1):
         super().__init__()
@@ -74,13 +79,19 @@ class ConvLSTM(nn.Module):
             return self._cell(self.input(x), None if state is None else self.hidden(state[0]), state)
         height, width = ((size + 2 * pad - kernel) // stride + 1 for size, pad, kernel, stride in
                          zip(x.shape[2:], self.input.padding, self.input.kernel_size, self.input.stride))
-        h = torch.empty(x.shape[0], self.hidden.in_channels, height, width, dtype=x.dtype, device=x.device,
-                        memory_format=memory_format(x))
-        c = torch.empty_like(h) if state is None else state[1]  # point-wise in c: updated in place
+        if state is None:
+            h = torch.empty(x.shape[0], self.hidden.in_channels, height, width, dtype=x.dtype, device=x.device,
+                            memory_format=memory_format(x))
+            c = torch.empty_like(h)
+        else:
+            h, c = state
+        reach, above = self.hidden.padding[0], None  # rows of the old h above the band
         for top in range(0, height, rows):
             bottom = min(top + rows, height)
-            gates = banded_conv(self.input, x, top, bottom)
-            recurrent = None if state is None else banded_conv(self.hidden, state[0], top, bottom)
+            gates, recurrent = banded_conv(self.input, x, top, bottom), None
+            if state is not None:
+                recurrent = banded_conv(self.hidden, h, top, bottom, above)
+                above = h[:, :, bottom - reach:bottom].clone() if reach else None
             h[:, :, top:bottom], c[:, :, top:bottom] = self._cell(
                 gates, recurrent, None if state is None else (None, c[:, :, top:bottom]))
         return h, c

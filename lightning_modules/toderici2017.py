@@ -5,9 +5,10 @@ and its raw-bits predecessor (Variable rate image compression with RNNs, ICLR 20
   (3×3/2 input, 1×1 hidden); binarizer 1×1 conv → ``bits`` channels, tanh, sign; decoder 1×1
   conv, four D-RNN ConvLSTMs (3×3 input; hidden 1×1, 1×1, 3×3, 3×3) each followed by
   depth-to-space ×2, 1×1 conv → RGB. Widths are configurable (paper widths in conf/model).
-- Coding computes each recurrent unit's gates, and the output layer, ``band_rows`` image rows at a time
-  (the states stay whole-image): the memory of the gates is a band's, and the values are the ones the
-  whole image at once gives (``band_rows: null``), bit for bit.
+- Coding computes each recurrent unit's gates, and the output layer, ``band_rows`` image rows at a time,
+  updating the whole-image states in place: the memory of the gates is a band's. At 64 rows the values are
+  the ones the whole image at once gives (``band_rows: null``), bit for bit; oneDNN sums bands of a few rows
+  in another order, so encoder and decoder always band alike.
 - Binarizer (2016, binarization): stochastic sign in training, P(+1) = (1 + x) / 2 with the identity
   gradient; deterministic sign in eval mode (``.eval()`` switches it off).
 - Residual iterations (2017 §3, reconstruction framework): b_t = B(E_t(r_{t−1})), x̂_t = D_t(b_t) + γ·x̂_{t−1},
