@@ -10,6 +10,7 @@ import torch
 
 from conftest import run_cli
 from licbench.bench.references import SHIPPED
+from licbench.bench.report import declared_budget
 
 FILES = ["per_image.csv", "rd.csv", "jpeg.json", "jpeg2000.json", "balle2017.json", "rd_psnr.png", "rd_msssim.png",
          "summary.md", "command.txt", "codecs.yaml", "leaderboard.md", "leaderboard.csv", "aggregations.csv"]
@@ -59,6 +60,12 @@ def test_summary_records_the_command(bench):
     text = (bench / "summary.md").read_text()
     assert "licbench benchmark data=synthetic" in text and "| balle2017 |" in text
     assert "## Checkpoints of the learned codecs" in text and "trainer.max_steps=20" in text
+    assert "| 00:00:20:00 wall or 20 steps on " in text  # the fixture's limits: the trainer's default, its steps
+
+
+def test_the_declared_budget_is_cpu_time_where_one_was_set():
+    assert declared_budget({"cpu_budget": "00:00:30:00", "max_time": "None", "max_steps": -1}) == "00:00:30:00 of CPU"
+    assert declared_budget({"cpu_budget": None, "max_time": "None", "max_steps": 20}) == "20 steps"
 
 
 def test_two_checkpoints_with_one_rate_label_are_refused(tmp_path, balle_checkpoint):

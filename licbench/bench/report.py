@@ -152,6 +152,14 @@ def plot_rd(rd: pd.DataFrame, metric: str, path: Path, dataset: str | None, comp
     return write_atomic(path, png.getvalue())
 
 
+def declared_budget(budget: dict) -> str:
+    """What a checkpoint's training was told to stop at, first reached first: CPU time, wall time, steps."""
+    limits = [f"{budget[key]} {unit}" for key, unit in (("cpu_budget", "of CPU"), ("max_time", "wall"))
+              if budget.get(key) not in (None, "None")]
+    limits += [f"{budget['max_steps']} steps"] if (budget.get("max_steps") or -1) > 0 else []
+    return " or ".join(limits) or "no limit"
+
+
 def summary(rd: pd.DataFrame, dataset: str, command: str, revision: str, notes: list[str],
             checkpoints: list[dict], failures: pd.DataFrame, anchor: str) -> str:
     """summary.md: the RD table, each point beside the PSNR of ``anchor`` at its bpp."""
@@ -183,13 +191,14 @@ def summary(rd: pd.DataFrame, dataset: str, command: str, revision: str, notes: 
         lines += ["", "NaN where an image is too small: " + "; ".join(m.too_small for m in small) + "."]
     if checkpoints:
         lines += ["", "## Checkpoints of the learned codecs", "",
-                  "| codec | rate | model id | steps | train s | budget | warm start | training command |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| codec | rate | model id | steps | CPU s | wall s | budget | warm start | training command |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for c in checkpoints:
             budget = c.get("budget", {})
             lines.append(f"| {c['codec']} | {c['rate']} | {c['model_id']} | {budget.get('steps')} | "
-                         f"{budget.get('train_seconds')} | {budget.get('max_time')} on {budget.get('threads')} "
-                         f"threads | {c.get('init_from') or ''} | `{c.get('command', '')}` |")
+                         f"{budget.get('cpu_seconds', '')} | {budget.get('train_seconds')} | "
+                         f"{declared_budget(budget)} on {budget.get('threads')} threads | "
+                         f"{c.get('init_from') or ''} | `{c.get('command', '')}` |")
     lines += ["", "Plots: rd_psnr.png, rd_msssim.png. Per-image rows: per_image.csv.", ""]
     return "\n".join(lines)
 
