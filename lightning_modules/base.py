@@ -81,9 +81,37 @@ class ThreadInvariantConvolutions(TorchFunctionMode):
             return func(*args, **kwargs)
         before = torch.backends.mkldnn.set_flags(_enabled=False, _fp32_precision=None)[0]
         try:
-            return func(*args, **kwargs)
+            return banded_conv_transpose2d(*args, **kwargs) if func is F.conv_transpose2d else func(*args, **kwargs)
         finally:
             torch.backends.mkldnn.set_flags(_enabled=before, _fp32_precision=None)
+
+
+#: bytes of ATen's column buffer (C_out·k² × input pixels, float32) a transposed convolution may take at once
+TRANSPOSED_COLUMNS_BYTES = 256 << 20
+
+
+def banded_conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """``F.conv_transpose2d`` as ATen computes it off oneDNN, but in bands of output rows when its column buffer
+    would pass :data:`TRANSPOSED_COLUMNS_BYTES` (a hyperprior's 128→128 5×5 layer at 12 MP: 10 GB). Each band
+    is the transposed convolution of the input rows that reach it, cropped: every output value is summed over
+    the same terms in the same order as the whole layer's (``tests/test_determinism.py``)."""
+    pair = torch.nn.modules.utils._pair
+    (s, _), (p, pw), (op, opw), (k, _) = pair(stride), pair(padding), pair(output_padding), weight.shape[2:]
+    column_bytes = 4 * weight.shape[1] * weight.shape[2] * weight.shape[3] * x.shape[-2] * x.shape[-1]
+    if (x.dim() != 4 or groups != 1 or pair(dilation) != (1, 1) or not s <= k or not op <= p
+            or column_bytes <= TRANSPOSED_COLUMNS_BYTES):
+        return F.conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups, dilation)
+    height = (x.shape[2] - 1) * s - 2 * p + k + op
+    rows = max(s * TRANSPOSED_COLUMNS_BYTES * x.shape[2] // column_bytes, s)  # output rows per band
+    out = None
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        first, last = max(0, -(-(top + p - k + 1) // s)), min(x.shape[2], (bottom - 1 + p) // s + 1)  # input rows
+        band = F.conv_transpose2d(x[:, :, first:last], weight, bias, (s, pair(stride)[1]), (0, pw), (0, opw))
+        if out is None:
+            out = band.new_empty(band.shape[0], band.shape[1], height, band.shape[3])
+        out[:, :, top:bottom] = band[:, :, top + p - first * s:bottom + p - first * s]
+    return out
 
 
 class LearnedCodec(pl.LightningModule, CompressionModel, Codec):

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from licbench.core.checkpoint import load_checkpoint
 from licbench.core.images import load_image, save_image
 from licbench.datamodules.synthetic import synthetic_image
+from licbench.lightning_modules import base
 from licbench.lightning_modules.base import ThreadInvariantConvolutions
 from licbench.tools import determinism
 
@@ -83,3 +84,29 @@ def test_transposed_convolutions_are_the_same_on_1_and_2_threads():
         finally:
             torch.set_num_threads(before)
         assert torch.equal(*outputs), (channels, height, width)
+
+
+def test_transposed_convolutions_in_bands_are_the_whole_layers(monkeypatch):
+    """Over the column-buffer bound a transposed convolution is computed in bands of output rows, down to the
+    smallest band of one stride: the same values as the whole layer's (CompressAI's 5x5/2, Cheng's 4x4/2 and
+    WCAE's 3x3/2 layers, odd sizes), on 1 and 2 threads."""
+    generator = torch.Generator().manual_seed(0)
+    before = torch.get_num_threads()
+    for channels, out, kernel, padding, output_padding, height, width in [
+            (32, 32, 5, 2, 1, 33, 47), (16, 3, 5, 2, 1, 40, 24), (16, 8, 4, 1, 0, 25, 19), (8, 8, 3, 1, 1, 18, 30)]:
+        x = torch.randn(1, channels, height, width, generator=generator)
+        weight = torch.randn(channels, out, kernel, kernel, generator=generator)
+        bias = torch.randn(out, generator=generator)
+        try:
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                results = []
+                for limit in (1 << 40, 1 << 16, 1):
+                    monkeypatch.setattr(base, "TRANSPOSED_COLUMNS_BYTES", limit)
+                    with torch.profiler.profile() as profile, ThreadInvariantConvolutions():
+                        results.append(F.conv_transpose2d(x, weight, bias, 2, padding, output_padding))
+                    calls = sum(event.name == "aten::conv_transpose2d" for event in profile.events())
+                    assert (calls == 1) == (limit == 1 << 40)  # bands below the bound, the whole layer above
+                assert all(torch.equal(results[0], r) for r in results[1:]), (channels, kernel, threads)
+        finally:
+            torch.set_num_threads(before)
