@@ -18,8 +18,16 @@ def datasets() -> Path:
     return root
 
 
+#: a test's training stops on its steps (or a CPU budget), never on trainer=cpu's wall-clock max_time, which
+#: the learning-rate schedule reads too: a loaded machine would change what a fixture learns
+STEPS_ONLY = "trainer.max_time=null"
+
+
 def run_cli(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the installed `licbench` console script; returns the completed process."""
+    """Run the installed `licbench` console script; returns the completed process. A `train` gets
+    :data:`STEPS_ONLY` unless the test sets ``trainer.max_time`` itself."""
+    if args[:1] == ("train",) and not any(a.startswith("trainer.max_time=") for a in args):
+        args = (*args, STEPS_ONLY)
     env = {**os.environ, "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0"}
     proc = subprocess.run([LICBENCH, *args], cwd=cwd or REPO, capture_output=True, text=True, timeout=900, env=env)
     if check and proc.returncode != 0:

@@ -12,7 +12,7 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from conftest import LICBENCH, run_cli
+from conftest import LICBENCH, STEPS_ONLY, run_cli
 from licbench.bench import report
 from licbench.core import resolvers
 from licbench.lightning_modules.balle2017 import Balle2017
@@ -20,7 +20,7 @@ from licbench.train.grid import grid_results
 
 resolvers.register()  # the configs composed here, outside the CLI, use them
 
-TINY = ["model=balle2017", "data=synthetic", "logger=none", "trainer.max_steps=5", "model.N=8", "model.M=8"]
+TINY = ["model=balle2017", "data=synthetic", "logger=none", "trainer.max_steps=5", STEPS_ONLY, "model.N=8", "model.M=8"]
 
 
 def grid(tmp_path, *args, check=True):
