@@ -96,20 +96,18 @@ def banded_conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_pa
     is the transposed convolution of the input rows that reach it, cropped: every output value is summed over
     the same terms in the same order as the whole layer's (``tests/test_determinism.py``)."""
     pair = torch.nn.modules.utils._pair
-    (s, _), (p, pw), (op, opw), (k, _) = pair(stride), pair(padding), pair(output_padding), weight.shape[2:]
-    column_bytes = 4 * weight.shape[1] * weight.shape[2] * weight.shape[3] * x.shape[-2] * x.shape[-1]
+    (s, sw), (p, pw), (op, opw), (k, kw) = pair(stride), pair(padding), pair(output_padding), weight.shape[2:]
+    column_bytes = x.element_size() * weight.shape[1] * k * kw * x.shape[-2] * x.shape[-1]
     if (x.dim() != 4 or groups != 1 or pair(dilation) != (1, 1) or not s <= k or not op <= p
             or column_bytes <= TRANSPOSED_COLUMNS_BYTES):
         return F.conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups, dilation)
-    height = (x.shape[2] - 1) * s - 2 * p + k + op
+    height, width = (x.shape[2] - 1) * s - 2 * p + k + op, (x.shape[3] - 1) * sw - 2 * pw + kw + opw
     rows = max(s * TRANSPOSED_COLUMNS_BYTES * x.shape[2] // column_bytes, s)  # output rows per band
-    out = None
+    out = x.new_empty(x.shape[0], weight.shape[1], height, width)
     for top in range(0, height, rows):
         bottom = min(top + rows, height)
         first, last = max(0, -(-(top + p - k + 1) // s)), min(x.shape[2], (bottom - 1 + p) // s + 1)  # input rows
-        band = F.conv_transpose2d(x[:, :, first:last], weight, bias, (s, pair(stride)[1]), (0, pw), (0, opw))
-        if out is None:
-            out = band.new_empty(band.shape[0], band.shape[1], height, band.shape[3])
+        band = F.conv_transpose2d(x[:, :, first:last], weight, bias, (s, sw), (0, pw), (0, opw))
         out[:, :, top:bottom] = band[:, :, top + p - first * s:bottom + p - first * s]
     return out
 
